@@ -1,0 +1,147 @@
+"""Open or create a case file: one DuckDB database holding the normalised events of an investigation."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from .schema import ORDER_KEY, SCHEMA_VERSION, ddl
+
+
+class CaseError(Exception):
+    """A case file that cannot be opened or used as asked."""
+
+
+class Case:
+    """A case file. One connection, owned here; every worker thread takes its own `cursor()`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
+                 memory_limit: str = "1GB", threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise CaseError(f"{self.path}: no such case file")
+        config: dict[str, str | int | bool] = {
+            "memory_limit": memory_limit,
+            "temp_directory": str(Path(tempfile.gettempdir()) / "ashiato-spill"),
+            # The case is evidence-derived; never reach out to the network for extensions.
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": True,
+        }
+        if threads:
+            config["threads"] = threads
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+        except duckdb.Error as exc:
+            raise CaseError(f"{self.path}: cannot open case: {exc}") from exc
+        self.con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self._create()
+        elif not self._has_table("events"):
+            raise CaseError(f"{self.path}: not an ashiato case (no events table)")
+
+    # -- setup -----------------------------------------------------------------------------------------
+    def _has_table(self, name: str) -> bool:
+        rows = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()
+        return bool(rows[0][0])
+
+    def _create(self) -> None:
+        for stmt in ddl():
+            self.con.execute(stmt)
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        if not rows:
+            self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        elif int(rows[0][0]) > SCHEMA_VERSION:
+            raise CaseError(f"{self.path}: case written by a newer ashiato (schema {rows[0][0]})")
+        if self.unordered_events():
+            # An ingest was interrupted after committing files but before ordering them.
+            self.reorder()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self.con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Case:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    # -- ordering --------------------------------------------------------------------------------------
+    def unordered_events(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM events WHERE pos IS NULL").fetchall()[0][0])
+
+    def reorder(self) -> None:
+        """Give every event its dense position and store `events` physically in that order.
+
+        When every new event sorts after the ordered ones (the common case of appending a later
+        log) the new rows are only numbered; otherwise the table is rewritten in order.
+        """
+        con = self.con
+        with self.transaction():
+            row = con.execute(
+                """SELECT (SELECT max(pos) FROM events),
+                          (SELECT max(ts) FROM events WHERE pos IS NOT NULL),
+                          (SELECT min(ts) FROM events WHERE pos IS NULL),
+                          (SELECT count(*) FROM events WHERE pos IS NULL),
+                          (SELECT count(*) FROM events WHERE ts IS NULL)"""
+            ).fetchall()[0]
+            max_pos, max_ordered_ts, min_new_ts, n_new, n_null_ts = row
+            if not n_new:
+                return
+            # Appending after everything already ordered only needs numbering; ties on ts, or rows
+            # without a time (which sort last), take the full rewrite to stay deterministic.
+            tail_only = max_pos is None or (
+                min_new_ts is not None and max_ordered_ts is not None
+                and min_new_ts > max_ordered_ts and n_null_ts == 0
+            )
+            if tail_only:
+                start = -1 if max_pos is None else int(max_pos)
+                # Re-insert only the new rows, in order, so the table stays physically sorted.
+                con.execute(
+                    f"""CREATE TEMP TABLE _tail AS
+                        SELECT * REPLACE (? + row_number() OVER (ORDER BY {ORDER_KEY}) AS pos)
+                        FROM events WHERE pos IS NULL ORDER BY {ORDER_KEY}""",
+                    [start],
+                )
+                con.execute("DELETE FROM events WHERE pos IS NULL")
+                con.execute("INSERT INTO events SELECT * FROM _tail ORDER BY pos")
+                con.execute("DROP TABLE _tail")
+            else:
+                con.execute(
+                    f"""CREATE TABLE _events_sorted AS
+                        SELECT * REPLACE (row_number() OVER (ORDER BY {ORDER_KEY}) - 1 AS pos)
+                        FROM events ORDER BY {ORDER_KEY}"""
+                )
+                con.execute("DROP TABLE events")
+                con.execute("ALTER TABLE _events_sorted RENAME TO events")
+
+    # -- small facts -----------------------------------------------------------------------------------
+    def event_count(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
+
+    def field_names(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT name FROM fields ORDER BY name").fetchall()]
+

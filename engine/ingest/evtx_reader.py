@@ -1,0 +1,158 @@
+"""EVTX readers: records out as the Rust parser's JSON text, damage counted, never aborting a file.
+
+The default is the `evtx` package (Rust, fast). `python-evtx` (pure Python) is the fallback for
+platforms without that wheel; its XML is turned into the same JSON layout so both feed one
+normaliser.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .damage import Damage
+
+Batch = tuple[list[int], list[int | None], list[str]]  # seq, EventRecordID, document
+
+# A file that yields nothing but errors this many times in a row is not going to recover.
+MAX_CONSECUTIVE_ERRORS = 10_000
+
+
+def read_evtx_rust(path: Path, damage: Damage, batch_size: int) -> Iterator[Batch]:
+    from evtx import PyEvtxParser
+
+    try:
+        parser = PyEvtxParser(str(path))
+    except (OSError, RuntimeError, ValueError) as exc:
+        damage.add(None, f"cannot read EVTX header: {exc}")
+        return
+    records = parser.records_json()
+    seqs: list[int] = []
+    ids: list[int | None] = []
+    docs: list[str] = []
+    seq = 0
+    consecutive = 0
+    while True:
+        try:
+            for rec in records:
+                consecutive = 0
+                seqs.append(seq)
+                seq += 1
+                ids.append(rec["event_record_id"])
+                docs.append(rec["data"])
+                if len(docs) >= batch_size:
+                    yield seqs, ids, docs
+                    seqs, ids, docs = [], [], []
+            break
+        except (RuntimeError, OSError, ValueError) as exc:
+            # The Rust parser raises once per damaged record or chunk, then carries on after it.
+            consecutive += 1
+            damage.add(_where(str(exc)), f"damaged EVTX data skipped: {exc}")
+            if consecutive >= MAX_CONSECUTIVE_ERRORS:
+                damage.add(None, "giving up on the rest of the file after repeated errors")
+                break
+    if docs:
+        yield seqs, ids, docs
+
+
+def _where(message: str) -> str | None:
+    for word in ("chunk", "record"):
+        marker = f"{word} number "
+        if marker in message:
+            tail = message.split(marker, 1)[1]
+            digits = "".join(ch for ch in tail[:20] if ch.isdigit() or ch == " ").split()
+            if digits:
+                return f"{word} {digits[0]}"
+    return None
+
+
+def read_evtx_python(path: Path, damage: Damage, batch_size: int) -> Iterator[Batch]:
+    import Evtx.Evtx as pyevtx
+
+    seqs: list[int] = []
+    ids: list[int | None] = []
+    docs: list[str] = []
+    seq = 0
+    try:
+        log = pyevtx.Evtx(str(path))
+        log.__enter__()
+    except Exception as exc:  # python-evtx raises assorted types on bad headers
+        damage.add(None, f"cannot read EVTX header: {exc}")
+        return
+    try:
+        for chunk_no, chunk in enumerate(log.chunks()):
+            try:
+                records = list(chunk.records())
+            except Exception as exc:
+                damage.add(f"chunk {chunk_no}", f"damaged EVTX chunk skipped: {exc}")
+                continue
+            for record in records:
+                try:
+                    doc = xml_to_evtx_json(record.xml())
+                    rec_id = record.record_num()
+                except Exception as exc:
+                    damage.add(f"chunk {chunk_no}", f"damaged EVTX record skipped: {exc}")
+                    continue
+                seqs.append(seq)
+                seq += 1
+                ids.append(rec_id)
+                docs.append(doc)
+                if len(docs) >= batch_size:
+                    yield seqs, ids, docs
+                    seqs, ids, docs = [], [], []
+    finally:
+        log.__exit__(None, None, None)
+    if docs:
+        yield seqs, ids, docs
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _element(el: ET.Element) -> Any:
+    children = list(el)
+    attrs = dict(el.attrib)
+    if not children:
+        text = el.text
+        if attrs:
+            node: dict[str, Any] = {"#attributes": attrs}
+            if text is not None and text.strip():
+                node["#text"] = text
+            return node
+        return text
+    node = {"#attributes": attrs} if attrs else {}
+    for child in children:
+        node[_local(child.tag)] = _element(child)
+    return node
+
+
+def _event_data(el: ET.Element) -> Any:
+    named: dict[str, Any] = {}
+    positional: list[Any] = []
+    for child in el:
+        if _local(child.tag) == "Data" and "Name" in child.attrib:
+            named[child.attrib["Name"]] = child.text
+        elif _local(child.tag) == "Data":
+            positional.append(child.text)
+        else:
+            named[_local(child.tag)] = _element(child)
+    if positional and not named:
+        return {"Data": {"#text": positional if len(positional) > 1 else positional[0]}}
+    return named or None
+
+
+def xml_to_evtx_json(xml: str) -> str:
+    """Render one record's XML the way the Rust parser's records_json() lays out its JSON."""
+    root = ET.fromstring(xml)
+    event: dict[str, Any] = {}
+    if root.attrib:
+        event["#attributes"] = dict(root.attrib)
+    for child in root:
+        name = _local(child.tag)
+        event[name] = _event_data(child) if name == "EventData" else _element(child)
+    return orjson.dumps({"Event": event}).decode()

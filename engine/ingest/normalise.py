@@ -1,0 +1,538 @@
+"""Raw documents → normalised event rows, set-wise in DuckDB SQL.
+
+Readers hand over each record as its original JSON text and nothing else; per-record Python would
+be the bottleneck. Here each document is parsed once by DuckDB (vectorised, on every core): one
+`json_extract_string` with a list of paths pulls the shape's system fields and every hot
+event-data field at once. Where a shape keeps its event data in a nested object (EVTX's
+`Event.EventData`), that object is not copied out: `raw` keeps the document and field look-ups read
+it in place, because re-serialising the object cost more than every other step together.
+
+Shapes (domain.md §5), decided per document from its top-level keys:
+  evtx   `{"Event": {"System": …, "EventData" | "UserData": …}}`: the Rust parser, evtx_dump JSON,
+         and evtx_dump's `*_attributes` variant
+  ecs    winlogbeat 7/8 (`winlog.*`); module-processed fields are moved back into the event data
+  wlb6   winlogbeat 6 (`event_data`, `log_name`, `computer_name`)
+  nxlog  NXLog-style flat JSON: event data at the top level
+An Elasticsearch hit (`_source` wrapper) is unwrapped first.
+
+Columns of the result: seq, shape, every events column but eid/pos/source_id, data, raw.
+`data` is the event-data object when it is not simply a part of `raw` (see DATA_PATH).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# Where the event-data fields of each shape are found: in `data` (a JSON object), or in `raw`.
+# A field look-up anywhere (filters, detail) goes through data_field_sql().
+EVTX_EVENT_DATA = "$.Event.EventData"
+
+# Hot event-data keys, promoted to typed columns by _hot_columns().
+DATA_KEYS = [
+    "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId",
+    "TargetUserName", "TargetDomainName", "TargetUserSid", "TargetLogonId", "TargetLinkedLogonId",
+    "LogonGuid", "LogonType", "AuthenticationPackageName", "LogonProcessName",
+    "IpAddress", "IpPort", "WorkstationName", "Status", "SubStatus",
+    "ProcessGuid", "ProcessId", "Image", "CommandLine", "NewProcessId", "NewProcessName", "ProcessName",
+    "ParentProcessGuid", "ParentProcessId", "ParentImage", "ParentProcessName", "ParentCommandLine",
+    "SourceProcessGUID", "SourceProcessGuid", "SourceProcessId", "SourceImage",
+    "TargetImage", "TargetProcessGUID", "TargetProcessGuid", "TargetProcessId", "GrantedAccess", "AccessMask",
+    "ObjectName", "TargetFilename", "TargetObject", "ShareName", "PrivilegeList", "ServiceName", "TaskName",
+    "ScriptBlockId", "MessageNumber", "MessageTotal", "ScriptBlockText",
+    "User", "LogonId", "SourceIp", "SourcePort", "DestinationIp", "DestinationPort", "DestinationHostname",
+    "TargetServerName", "UtcTime",
+]
+
+Get = Callable[[str], str]  # name → SQL expression of that value as text (NULL when absent)
+
+
+class _Paths:
+    """A list of JSON paths extracted in one call; `get(name)` is the SQL for one of them."""
+
+    def __init__(self, column: str, paths: dict[str, str]) -> None:
+        self.column = column
+        self.paths = paths
+        self.index = {name: i + 1 for i, name in enumerate(paths)}
+
+    def extract(self, doc: str) -> str:
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in self.paths.values())
+        return f"json_extract_string({doc}, [{listed}]) AS {self.column}"
+
+    def get(self, name: str) -> str:
+        return f"{self.column}[{self.index[name]}]"
+
+
+def _data_paths(prefix: str) -> dict[str, str]:
+    return {f"d.{k}": f'{prefix}."{k}"' for k in DATA_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared rules
+
+_LEVEL_NAMES = (
+    "CASE lower({x}) WHEN 'information' THEN 4 WHEN 'informational' THEN 4 WHEN 'info' THEN 4 "
+    "WHEN 'warning' THEN 3 WHEN 'warn' THEN 3 WHEN 'error' THEN 2 WHEN 'critical' THEN 1 "
+    "WHEN 'verbose' THEN 5 WHEN 'debug' THEN 5 ELSE try_cast({x} AS SMALLINT) END"
+)
+
+
+def _level(expr: str) -> str:
+    return _LEVEL_NAMES.format(x=expr)
+
+
+# Channels as Windows names them; sources also write them in lower case.
+CANONICAL_CHANNELS = [
+    "Security", "System", "Application", "Setup", "Windows PowerShell", "ForwardedEvents",
+    "Microsoft-Windows-Sysmon/Operational",
+    "Microsoft-Windows-PowerShell/Operational",
+    "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+    "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
+    "Microsoft-Windows-TaskScheduler/Operational",
+    "Microsoft-Windows-Windows Defender/Operational",
+    "Microsoft-Windows-WMI-Activity/Operational",
+    "Microsoft-Windows-Bits-Client/Operational",
+    "Microsoft-Windows-SMBServer/Security",
+    "Microsoft-Windows-RemoteDesktopServices-RdpCoreTS/Operational",
+    "Microsoft-Windows-NTLM/Operational",
+    "Microsoft-Windows-DNS-Client/Operational",
+]
+SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
+
+
+def _canonical_channel(expr: str) -> str:
+    whens = " ".join(f"WHEN '{c.lower()}' THEN '{c}'" for c in CANONICAL_CHANNELS)
+    return f"CASE lower({expr}) {whens} ELSE {expr} END"
+
+
+def _utc(expr: str) -> str:
+    # Text with an offset is converted; text without one is UTC (the session's zone).
+    return f"try_cast({expr} AS TIMESTAMPTZ)::TIMESTAMP"
+
+
+def _int(expr: str, typ: str) -> str:
+    # Hex with a 0x prefix or decimal, whatever the case; anything else is NULL, never an error.
+    return f"try_cast(trim({expr}) AS {typ})"
+
+
+def _guid(expr: str) -> str:
+    return f"nullif(lower(trim(trim({expr}), '{{}}')), '')"
+
+
+def _ip(expr: str) -> str:
+    return (
+        f"CASE WHEN trim({expr}) IN ('-', '') THEN NULL "
+        f"WHEN lower(trim({expr})) LIKE '::ffff:%.%' THEN substr(trim({expr}), 8) ELSE trim({expr}) END"
+    )
+
+
+def _dash_null(expr: str) -> str:
+    return f"nullif(nullif(trim({expr}), '-'), '')"
+
+
+def _hot_columns(d: Get) -> str:
+    """The typed hot columns, from the event-data fields (domain.md §2–4)."""
+    sysmon = f"channel = '{SYSMON_CHANNEL}'"
+    user = d("User")
+    split = f"CASE WHEN {sysmon} AND contains({user}, '\\') THEN string_split({user}, '\\')"
+    cols = {
+        "utc_time": _utc(d("UtcTime")),
+        "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {split}[-1] END)",
+        "subject_domain": f"coalesce({_dash_null(d('SubjectDomainName'))}, {split}[1] END)",
+        "subject_sid": _dash_null(d("SubjectUserSid")),
+        "subject_logon_id": _int(
+            f"coalesce({d('SubjectLogonId')}, CASE WHEN {sysmon} THEN {d('LogonId')} END)", "UBIGINT"),
+        "target_user": _dash_null(d("TargetUserName")),
+        "target_domain": _dash_null(d("TargetDomainName")),
+        "target_sid": _dash_null(d("TargetUserSid")),
+        "target_logon_id": _int(d("TargetLogonId"), "UBIGINT"),
+        "linked_logon_id": _int(d("TargetLinkedLogonId"), "UBIGINT"),
+        "logon_guid": _guid(d("LogonGuid")),
+        "logon_type": _int(d("LogonType"), "SMALLINT"),
+        "auth_package": _dash_null(d("AuthenticationPackageName")),
+        "logon_process": _dash_null(d("LogonProcessName")),
+        "src_ip": _ip(f"coalesce({d('IpAddress')}, {d('SourceIp')})"),
+        "src_port": _int(f"coalesce({_dash_null(d('IpPort'))}, {d('SourcePort')})", "INTEGER"),
+        "dst_ip": _ip(d("DestinationIp")),
+        "dst_port": _int(d("DestinationPort"), "INTEGER"),
+        "dst_host": _dash_null(f"coalesce({d('DestinationHostname')}, {d('TargetServerName')})"),
+        "workstation": _dash_null(d("WorkstationName")),
+        "status": _int(d("Status"), "UINTEGER"),
+        "substatus": _int(d("SubStatus"), "UINTEGER"),
+        "process_guid": _guid(
+            f"coalesce({d('ProcessGuid')}, {d('SourceProcessGUID')}, {d('SourceProcessGuid')})"),
+        # 4688's ProcessId is the creator (the parent); everywhere else it is the acting process.
+        "process_pid": _int(
+            f"coalesce({d('NewProcessId')}, {d('SourceProcessId')}, "
+            f"CASE WHEN event_id IS DISTINCT FROM 4688 THEN {d('ProcessId')} END)", "BIGINT"),
+        "process_image": _dash_null(
+            f"coalesce({d('NewProcessName')}, {d('Image')}, {d('SourceImage')}, {d('ProcessName')})"),
+        "command_line": d("CommandLine"),
+        "parent_guid": _guid(d("ParentProcessGuid")),
+        "parent_pid": _int(
+            f"coalesce({d('ParentProcessId')}, CASE WHEN event_id = 4688 THEN {d('ProcessId')} END)", "BIGINT"),
+        "parent_image": _dash_null(f"coalesce({d('ParentImage')}, {d('ParentProcessName')})"),
+        "parent_command_line": d("ParentCommandLine"),
+        "target_image": d("TargetImage"),
+        "target_guid": _guid(f"coalesce({d('TargetProcessGUID')}, {d('TargetProcessGuid')})"),
+        "target_pid": _int(d("TargetProcessId"), "BIGINT"),
+        "granted_access": _int(f"coalesce({d('GrantedAccess')}, {d('AccessMask')})", "UINTEGER"),
+        "object_name": _dash_null(
+            f"coalesce({d('ObjectName')}, {d('TargetFilename')}, {d('TargetObject')}, {d('ShareName')})"),
+        "privileges": (
+            f"CASE WHEN left(trim({d('PrivilegeList')}), 1) = '[' "
+            f"THEN array_to_string(try_cast({d('PrivilegeList')}::JSON AS VARCHAR[]), ' ') "
+            f"ELSE nullif(regexp_replace(trim({d('PrivilegeList')}), '\\s+', ' ', 'g'), '-') END"),
+        "service_name": d("ServiceName"),
+        "task_name": d("TaskName"),
+        "script_block_id": _guid(d("ScriptBlockId")),
+        "script_part": _int(d("MessageNumber"), "INTEGER"),
+        "script_parts": _int(d("MessageTotal"), "INTEGER"),
+        "script_text": d("ScriptBlockText"),
+    }
+    return ",\n    ".join(f"{expr} AS {name}" for name, expr in cols.items())
+
+
+# Hot fields of shapes whose event data is built into `data`: one more extraction, from it.
+_DATA = _Paths("H", {k: f'$."{k}"' for k in DATA_KEYS})
+
+
+def _shape_select(shape: str, source: str, extract: str, system: dict[str, str], d: Get | None,
+                  data: str, raw: str) -> str:
+    """One shape's rows: system columns from `system`, then the hot columns, data and raw.
+
+    Nested because the hot columns read the normalised channel and event_id (and, when `d` is
+    None, the fields of the freshly built `data`).
+    """
+    sys_cols = ",\n      ".join(f"{expr} AS {name}" for name, expr in system.items())
+    inner = f"""(
+    SELECT *,
+      {sys_cols},
+      {data} AS data, {raw} AS raw
+    FROM (SELECT *, {extract} FROM {source})
+  )"""
+    if d is None:
+        inner = f"(SELECT *, {_DATA.extract('data')} FROM {inner})"
+        d = _DATA.get
+    return f"""
+  SELECT seq, source_id, '{shape}' AS shape, ts, host, channel, provider, event_id, record_id, level, user_sid,
+    {_hot_columns(d)},
+    data, raw
+  FROM {inner}"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# EVTX (the Rust parser, python-evtx via the same layout, evtx_dump JSON)
+
+_EVTX = _Paths("L", {
+    "time": '$.Event.System.TimeCreated."#attributes".SystemTime',
+    "time2": "$.Event.System.TimeCreated_attributes.SystemTime",
+    "host": "$.Event.System.Computer",
+    "channel": "$.Event.System.Channel",
+    "provider": '$.Event.System.Provider."#attributes".Name',
+    "provider2": "$.Event.System.Provider_attributes.Name",
+    "eid": "$.Event.System.EventID",
+    "eid_text": '$.Event.System.EventID."#text"',
+    "record": "$.Event.System.EventRecordID",
+    "level": "$.Event.System.Level",
+    "sid": '$.Event.System.Security."#attributes".UserID',
+    "sid2": "$.Event.System.Security_attributes.UserID",
+    "user_data": "$.Event.UserData",
+    **_data_paths(EVTX_EVENT_DATA),
+})
+
+
+def _evtx_select(source: str) -> str:
+    g = _EVTX.get
+    # UserData wraps its fields in one provider-specific element (e.g. LogFileCleared): that inner
+    # object is the event data. It is rare, so copying it out costs nothing that matters.
+    user_data = f"json_extract({g('user_data')}, '$.*')[1]"
+    system = {
+        "ts": _utc(f"coalesce({g('time')}, {g('time2')})"),
+        "host": g("host"),
+        "channel": _canonical_channel(g("channel")),
+        "provider": f"coalesce({g('provider')}, {g('provider2')})",
+        "event_id": f"try_cast(coalesce({g('eid_text')}, {g('eid')}) AS INTEGER)",
+        "record_id": f"coalesce(try_cast({g('record')} AS BIGINT), rec_id)",
+        "level": f"try_cast({g('level')} AS SMALLINT)",
+        "user_sid": f"coalesce({g('sid')}, {g('sid2')})",
+    }
+
+    def d(key: str) -> str:
+        return f"coalesce({g('d.' + key)}, json_extract_string(data, '$.\"{key}\"'))" if key in (
+            "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId") else g("d." + key)
+
+    data = f"CASE WHEN {g('user_data')} IS NOT NULL THEN coalesce({user_data}, {g('user_data')}) END"
+    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "doc")
+
+
+# ---------------------------------------------------------------------------------------------------
+# NXLog flat JSON: the document is its own event data.
+
+_NXLOG = _Paths("L", {
+    "eid": "$.EventID",
+    "host": "$.Hostname",
+    "channel": "$.Channel",
+    "provider": "$.SourceName",
+    "provider2": "$.ProviderName",
+    "record": "$.RecordNumber",
+    "event_time": "$.EventTime",
+    "received": "$.EventReceivedTime",
+    "received_utc": '$."@timestamp"',
+    "time_created": "$.TimeCreated",
+    "severity": "$.Severity",
+    "level": "$.Level",
+    "sid": "$.UserID",
+    **_data_paths("$"),
+})
+
+
+def _nxlog_ts() -> str:
+    """NXLog's EventTime is local time with no zone. The receive time comes both local
+    (EventReceivedTime) and UTC (@timestamp); their difference, rounded to 15 minutes, is the
+    collector's UTC offset, which turns EventTime into UTC without losing its own precision.
+    Sysmon's UtcTime, where present, is the true event time and wins."""
+    g = _NXLOG.get
+    event_local = f"try_cast({g('event_time')} AS TIMESTAMP)"
+    recv_local = f"try_cast({g('received')} AS TIMESTAMP)"
+    recv_utc = _utc(g("received_utc"))
+    offset = (f"to_minutes(CAST(round(date_diff('second', coalesce({recv_local}, {event_local}), {recv_utc})"
+              " / 900.0) * 15 AS BIGINT))")
+    return (f"coalesce({_utc(g('d.UtcTime'))}, CASE WHEN {recv_utc} IS NOT NULL THEN {event_local} + {offset} END, "
+            f"{_utc(g('time_created'))}, {event_local}, {recv_utc})")
+
+
+def _nxlog_select(source: str) -> str:
+    g = _NXLOG.get
+    system = {
+        "ts": _nxlog_ts(),
+        "host": g("host"),
+        "channel": _canonical_channel(g("channel")),
+        "provider": f"coalesce({g('provider')}, {g('provider2')})",
+        "event_id": f"try_cast({g('eid')} AS INTEGER)",
+        "record_id": f"try_cast({g('record')} AS BIGINT)",
+        "level": f"coalesce(try_cast({g('level')} AS SMALLINT), {_level(g('severity'))})",
+        "user_sid": g("sid"),
+    }
+    # Stored once: `data` is the document verbatim, so `raw` would only repeat it.
+    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, lambda k: g("d." + k), "doc", "NULL")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Winlogbeat 7/8 (ECS). The security and sysmon modules move fields out of winlog.event_data into
+# ECS names; they are put back under their Windows names so nothing is silently lost.
+
+_ECS = _Paths("L", {
+    "ts": '$."@timestamp"',
+    "channel": "$.winlog.channel",
+    "host": "$.winlog.computer_name",
+    "provider": "$.winlog.provider_name",
+    "eid": "$.winlog.event_id",
+    "code": "$.event.code",
+    "record": "$.winlog.record_id",
+    "level": "$.log.level",
+    "sid": "$.winlog.user.identifier",
+    "logon_id": "$.winlog.logon.id",
+    "logon_type": "$.winlog.logon.type",
+    "src_ip": "$.source.ip",
+    "src_port": "$.source.port",
+    "src_domain": "$.source.domain",
+    "dst_ip": "$.destination.ip",
+    "dst_port": "$.destination.port",
+    "dst_domain": "$.destination.domain",
+    "net_transport": "$.network.transport",
+    "p_pid": "$.process.pid",
+    "p_exe": "$.process.executable",
+    "p_cmd": "$.process.command_line",
+    "p_guid": "$.process.entity_id",
+    "p_cwd": "$.process.working_directory",
+    "pp_pid": "$.process.parent.pid",
+    "pp_exe": "$.process.parent.executable",
+    "pp_cmd": "$.process.parent.command_line",
+    "pp_guid": "$.process.parent.entity_id",
+    "h_sha1": "$.process.hash.sha1",
+    "h_md5": "$.process.hash.md5",
+    "h_sha256": "$.process.hash.sha256",
+    "h_imphash": "$.process.pe.imphash",
+    "u_name": "$.user.name",
+    "u_domain": "$.user.domain",
+    "u_id": "$.user.id",
+    "file_path": "$.file.path",
+    "dns_name": "$.dns.question.name",
+    "reg_path": "$.registry.path",
+})
+_SYS = f"lower({_ECS.get('channel')}) = lower('{SYSMON_CHANNEL}')"
+_EID = "ecs_eid"
+# (Windows key, ECS path, when): which Windows field an ECS field came from depends on the event.
+_ECS_BACKFILL: list[tuple[str, str, str]] = [
+    ("IpAddress", "src_ip", f"NOT {_SYS}"),
+    ("IpPort", "src_port", f"NOT {_SYS}"),
+    ("WorkstationName", "src_domain", f"NOT {_SYS}"),
+    ("NewProcessId", "p_pid", f"{_EID} = 4688"),
+    ("NewProcessName", "p_exe", f"{_EID} = 4688"),
+    ("ProcessId", "p_pid", f"{_EID} IS DISTINCT FROM 4688 AND NOT ({_SYS} AND {_EID} = 10)"),
+    ("ProcessName", "p_exe", f"NOT {_SYS} AND {_EID} IS DISTINCT FROM 4688"),
+    ("ParentProcessName", "pp_exe", f"NOT {_SYS}"),
+    ("CommandLine", "p_cmd", "TRUE"),
+    ("SourceIp", "src_ip", _SYS),
+    ("SourcePort", "src_port", _SYS),
+    ("SourceHostname", "src_domain", _SYS),
+    ("DestinationIp", "dst_ip", _SYS),
+    ("DestinationPort", "dst_port", _SYS),
+    ("DestinationHostname", "dst_domain", _SYS),
+    ("Protocol", "net_transport", _SYS),
+    ("ProcessGuid", "p_guid", f"{_SYS} AND {_EID} IS DISTINCT FROM 10"),
+    ("Image", "p_exe", f"{_SYS} AND {_EID} IS DISTINCT FROM 10"),
+    ("CurrentDirectory", "p_cwd", _SYS),
+    ("ParentProcessGuid", "pp_guid", _SYS),
+    ("ParentProcessId", "pp_pid", _SYS),
+    ("ParentImage", "pp_exe", _SYS),
+    ("ParentCommandLine", "pp_cmd", _SYS),
+    ("SourceProcessGUID", "p_guid", f"{_SYS} AND {_EID} = 10"),
+    ("SourceProcessId", "p_pid", f"{_SYS} AND {_EID} = 10"),
+    ("SourceImage", "p_exe", f"{_SYS} AND {_EID} = 10"),
+    ("TargetFilename", "file_path", _SYS),
+    ("QueryName", "dns_name", _SYS),
+    ("TargetObject", "reg_path", _SYS),
+    ("LogonId", "logon_id", _SYS),
+]
+# winlog.logon.id is the target LogonId for these events and the subject LogonId for the rest;
+# user.* is the Target* account for these, the Subject* account otherwise.
+_TARGET_LOGON_EVENTS = "(4624, 4634, 4647)"
+_TARGET_USER_EVENTS = "(4624, 4625, 4634, 4647, 4720, 4722, 4724, 4725, 4726, 4738, 4740, 4768, 4769, 4771)"
+LOGON_TYPE_NUMBERS = {
+    "system": 0, "interactive": 2, "network": 3, "batch": 4, "service": 5, "unlock": 7,
+    "networkcleartext": 8, "newcredentials": 9, "remoteinteractive": 10, "cachedinteractive": 11,
+    "cachedremoteinteractive": 12, "cachedunlock": 13,
+}
+
+
+def _ecs_backfill() -> str:
+    g = _ECS.get
+    pairs = [f"'{key}', CASE WHEN {cond} THEN {g(path)} END" for key, path, cond in _ECS_BACKFILL]
+    names = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in LOGON_TYPE_NUMBERS.items())
+    subject = f"{_EID} NOT IN {_TARGET_USER_EVENTS} AND NOT {_SYS}"
+    target = f"{_EID} IN {_TARGET_USER_EVENTS}"
+    pairs += [
+        f"'TargetLogonId', CASE WHEN {_EID} IN {_TARGET_LOGON_EVENTS} THEN {g('logon_id')} END",
+        f"'SubjectLogonId', CASE WHEN {_EID} NOT IN {_TARGET_LOGON_EVENTS} AND NOT {_SYS} THEN {g('logon_id')} END",
+        f"'LogonType', CASE replace(lower({g('logon_type')}), ' ', '') {names} END",
+        f"'TargetUserName', CASE WHEN {target} THEN {g('u_name')} END",
+        f"'TargetDomainName', CASE WHEN {target} THEN {g('u_domain')} END",
+        f"'TargetUserSid', CASE WHEN {target} THEN {g('u_id')} END",
+        f"'SubjectUserName', CASE WHEN {subject} THEN {g('u_name')} END",
+        f"'SubjectDomainName', CASE WHEN {subject} THEN {g('u_domain')} END",
+        f"'SubjectUserSid', CASE WHEN {subject} THEN {g('u_id')} END",
+        f"'User', CASE WHEN {_SYS} AND {g('u_name')} IS NOT NULL "
+        f"THEN concat_ws('\\', {g('u_domain')}, {g('u_name')}) END",
+        f"'Hashes', CASE WHEN {_SYS} THEN nullif(concat_ws(',', "
+        + ", ".join(f"'{label}=' || {g(p)}" for label, p in
+                    (("SHA1", "h_sha1"), ("MD5", "h_md5"), ("SHA256", "h_sha256"), ("IMPHASH", "h_imphash")))
+        + "), '') END",
+    ]
+    # Patching {} with an object drops its null members: only fields the document had survive.
+    return f"json_merge_patch('{{}}', json_object({', '.join(pairs)}))"
+
+
+def _merge(*objs: str) -> str:
+    expr = "'{}'"
+    for obj in objs:
+        expr = f"json_merge_patch({expr}, coalesce(nullif({obj}, 'null'), '{{}}'))"
+    return expr
+
+
+def _ecs_select(source: str) -> str:
+    g = _ECS.get
+    event_data = "json_extract(doc, '$.winlog.event_data')"
+    user_data = "json_extract(doc, '$.winlog.user_data')"
+    system = {
+        "ts": _utc(g("ts")),
+        "host": g("host"),
+        "channel": _canonical_channel(g("channel")),
+        "provider": g("provider"),
+        "event_id": _EID,
+        "record_id": f"try_cast({g('record')} AS BIGINT)",
+        "level": _level(g("level")),
+        "user_sid": g("sid"),
+    }
+    inner = f"(SELECT *, coalesce(try_cast({g('eid')} AS INTEGER), try_cast({g('code')} AS INTEGER)) AS {_EID} " \
+            f"FROM (SELECT *, {_ECS.extract('doc')} FROM {source}))"
+    return _shape_select("ecs", inner, "NULL AS _none", system, None,
+                         _merge(_ecs_backfill(), event_data, user_data), "doc")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Winlogbeat 6
+
+_WLB6 = _Paths("L", {
+    "ts": '$."@timestamp"',
+    "channel": "$.log_name",
+    "host": "$.computer_name",
+    "provider": "$.source_name",
+    "eid": "$.event_id",
+    "record": "$.record_number",
+    "level": "$.level",
+    "sid": "$.user.identifier",
+})
+
+
+def _wlb6_select(source: str) -> str:
+    g = _WLB6.get
+    system = {
+        "ts": _utc(g("ts")),
+        "host": g("host"),
+        "channel": _canonical_channel(g("channel")),
+        "provider": g("provider"),
+        "event_id": f"try_cast({g('eid')} AS INTEGER)",
+        "record_id": f"try_cast({g('record')} AS BIGINT)",
+        "level": _level(g("level")),
+        "user_sid": g("sid"),
+    }
+    data = _merge("json_extract(doc, '$.event_data')", "json_extract(doc, '$.user_data')")
+    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "doc")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+SHAPE_SELECTS = {"evtx": _evtx_select, "nxlog": _nxlog_select, "ecs": _ecs_select, "wlb6": _wlb6_select}
+
+
+def classify_sql(batch: str) -> str:
+    """Rows of `batch(seq, rec_id, line, doc)` with `doc` unwrapped from `_source` and a `shape`."""
+    return f"""
+WITH u AS (
+  SELECT seq, rec_id, line, source_id,
+         CASE WHEN contains(doc, '"_source"')
+              THEN coalesce(try(json_extract(doc, '$._source'))::VARCHAR, doc) ELSE doc END AS doc
+  FROM {batch}
+)
+SELECT *,
+  CASE WHEN k IS NULL THEN 'malformed'
+       WHEN list_contains(k, 'Event') THEN 'evtx'
+       WHEN list_contains(k, 'winlog') THEN 'ecs'
+       WHEN list_contains(k, 'event_data') OR (list_contains(k, 'log_name') AND list_contains(k, 'event_id'))
+            THEN 'wlb6'
+       WHEN list_contains(k, 'EventID') THEN 'nxlog'
+       ELSE 'unknown' END AS shape
+FROM (SELECT *, try(json_keys(doc)) AS k FROM u)
+"""
+
+
+def normalise_sql(classified: str, shapes: list[str]) -> str:
+    """Normalised rows of the given shapes from a classified table (see classify_sql)."""
+    parts = [SHAPE_SELECTS[s](f"(SELECT * FROM {classified} WHERE shape = '{s}')") for s in shapes]
+    return "\nUNION ALL\n".join(parts)
+
+
+def evtx_sql(batch: str) -> str:
+    """Normalised rows straight from an EVTX parser's batch: its shape is known, no classifying."""
+    return _evtx_select(batch)
+
+
+def data_field_sql(key_param: str = "?") -> str:
+    """SQL for one event-data field as text, wherever the row's shape keeps it.
+
+    `key_param` is the placeholder for a JSON path ('$."Name"'), bound by the caller; never
+    splice user text into it.
+    """
+    return (f"coalesce(json_extract_string(d.data, {key_param}), "
+            f"json_extract_string(json_extract(d.raw, '{EVTX_EVENT_DATA}'), {key_param}))")

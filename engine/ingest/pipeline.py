@@ -1,0 +1,493 @@
+"""Ingest: evidence files → normalised rows in the case.
+
+Two stages run side by side: this thread reads files (the EVTX parser, line splitting) and a
+writer thread owns the DuckDB connection and normalises batches in SQL (DuckDB releases the GIL,
+so on two cores the stages overlap). Small files share a batch and a transaction; a file is always
+committed whole together with its `sources` row, so an interrupted ingest leaves a consistent
+case, and running it again completes it (files already there are known by their content hash).
+After the files, new events get their positions in the timeline order.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import pyarrow as pa
+
+from ..case import Case
+from ..schema import EVENT_COLUMN_NAMES
+from .damage import Damage, Problem
+from .evtx_reader import read_evtx_python, read_evtx_rust
+from .json_reader import read_json_documents, read_json_lines
+from .normalise import SHAPE_SELECTS, classify_sql, evtx_sql, normalise_sql
+from .sources import (
+    Evidence,
+    describe_head,
+    discover,
+    evtx_on_disk,
+    kind_of,
+    open_evidence,
+    sha256_of,
+    sniff,
+)
+
+Parser = Literal["evtx", "python-evtx"]
+BATCH_ROWS = 50_000
+# A transaction holding several small files is committed once it has this many rows or seconds.
+GROUP_ROWS = 200_000
+GROUP_SECONDS = 5.0
+SHAPE_NAMES = {
+    "evtx": "EVTX",
+    "evtx-json": "EVTX JSON (evtx_dump)",
+    "ecs": "winlogbeat 7/8 (ECS)",
+    "wlb6": "winlogbeat 6",
+    "nxlog": "NXLog flat JSON",
+}
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: Literal["ingested", "already in case", "skipped"]
+    shape: str | None = None
+    records: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass
+class Progress:
+    file_index: int
+    files_total: int
+    path: str
+    bytes_done: int
+    bytes_total: int
+    records: int
+    elapsed: float
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for f in self.files)
+
+    @property
+    def skipped(self) -> int:
+        return sum(f.skipped for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class _File:
+    """One file on its way through the writer."""
+
+    source_id: int
+    evidence: Evidence
+    sha256: str
+    kind: str  # 'evtx' or 'json'
+    parser: str
+    damage: Damage
+    started: float
+    head: bytes = b""
+    seen: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    shapes: dict[str, int] = field(default_factory=dict)
+    result: FileResult | None = None
+
+    @property
+    def shape(self) -> str | None:
+        if self.kind == "evtx":
+            return "evtx"
+        if not self.shapes:
+            return None
+        best = max(self.shapes, key=lambda s: self.shapes[s])
+        return "evtx-json" if best == "evtx" else best
+
+
+def ingest(
+    case: Case,
+    paths: Iterable[str | Path],
+    *,
+    parser: Parser = "evtx",
+    dedupe: bool = True,
+    on_progress: ProgressCallback | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> IngestReport:
+    """Add the events of `paths` (files or directories, any mix of shapes) to `case`."""
+    started = time.perf_counter()
+    evidence, missing = discover(paths)
+    report = IngestReport(missing=missing)
+    entries: list[FileResult | _File] = []
+    total_bytes = sum(e.bytes for e in evidence)
+    writer = _Writer(case, dedupe=dedupe, batch_rows=batch_rows)
+    writer.start()
+    done_bytes = 0
+    hashes_this_run: dict[str, str] = {}
+    next_id = _count(case.con, "SELECT coalesce(max(source_id), 0) + 1 FROM sources")
+    try:
+        for index, ev in enumerate(evidence):
+            def tick(*, _i: int = index, _ev: Evidence = ev) -> None:
+                if on_progress:
+                    on_progress(Progress(_i, len(evidence), str(_ev.path), done_bytes, total_bytes,
+                                         writer.records_read, time.perf_counter() - started))
+
+            tick()
+            digest = sha256_of(ev.path)
+            already = hashes_this_run.get(digest) if dedupe else None
+            if dedupe and already is None:
+                rows = case.cursor().execute(
+                    "SELECT path FROM sources WHERE sha256 = ? LIMIT 1", [digest]).fetchall()
+                already = rows[0][0] if rows else None
+            if already is not None:
+                entries.append(FileResult(str(ev.path), "already in case",
+                                          message=f"same content as {already}"))
+                done_bytes += ev.bytes
+                continue
+            hashes_this_run[digest] = str(ev.path)
+            head = sniff(ev.path)
+            kind = kind_of(head)
+            f = _File(next_id, ev, digest, kind, parser if kind == "evtx" else "json", Damage(str(ev.path)),
+                      time.perf_counter(), head=head)
+            next_id += 1
+            if kind == "unknown":
+                f.damage.note(None, f"not a recognised event log ({describe_head(head)})")
+            else:
+                for table in _read(f, batch_rows):
+                    f.seen += table.num_rows
+                    writer.put(("batch", f, table))
+                    writer.records_read += table.num_rows
+                    writer.check()
+                    tick()
+            writer.put(("end", f, None))
+            entries.append(f)
+            done_bytes += ev.bytes
+            writer.check()
+        writer.put(("finish", None, None))
+        writer.join_checked()
+    except BaseException:
+        writer.abort()
+        raise
+    report.files = [e.result if isinstance(e, _File) and e.result else e  # type: ignore[misc]
+                    for e in entries]
+    if case.unordered_events():
+        case.reorder()
+    _refresh_fields(case)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
+    path = f.evidence.path
+    if f.kind == "evtx":
+        reader = read_evtx_rust if f.parser == "evtx" else read_evtx_python
+        with evtx_on_disk(path) as on_disk:
+            for seqs, ids, docs in reader(on_disk, f.damage, batch_rows):
+                yield pa.table({
+                    "seq": pa.array(seqs, pa.int64()),
+                    "rec_id": pa.array(ids, pa.int64()),
+                    "line": pa.nulls(len(seqs), pa.int64()),
+                    "doc": pa.array(docs, pa.string()),
+                })
+        return
+    with open_evidence(path) as stream:
+        head = stream.read(1 << 16)
+        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        first_line = stripped.split(b"\n", 1)[0].strip()
+        if stripped.startswith(b"{") and _is_json(first_line):
+            yield from read_json_lines(_Prepend(head, stream), f.damage)
+            return
+        text = (head + stream.read()).decode("utf-8-sig", errors="replace")
+    yield from read_json_documents(text, f.damage, batch_rows)
+
+
+def _is_json(line: bytes) -> bool:
+    import orjson
+
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+class _Prepend:
+    """A read-only stream: bytes already read, then the rest of the file."""
+
+    def __init__(self, head: bytes, rest: object) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            out, self._head = self._head, b""
+            return out
+        return self._rest.read(n)  # type: ignore[attr-defined, no-any-return]
+
+
+_Item = tuple[str, _File | None, pa.Table | None]
+_INSERT_COLUMNS = ", ".join(EVENT_COLUMN_NAMES)
+_SELECT_COLUMNS = ", ".join("NULL" if c == "pos" else c for c in EVENT_COLUMN_NAMES)
+
+
+class _Writer(threading.Thread):
+    """Owns the case connection during an ingest: normalises batches and commits whole files."""
+
+    def __init__(self, case: Case, *, dedupe: bool, batch_rows: int) -> None:
+        super().__init__(name="ashiato-ingest-writer", daemon=True)
+        self.case = case
+        self.con = case.con
+        self.dedupe = dedupe
+        self.batch_rows = batch_rows
+        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.records_read = 0
+        self._stop_now = threading.Event()
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._group: list[_File] = []
+        self._group_started = 0.0
+        self._group_rows = 0
+        self._in_tx = False
+        self._files: dict[int, _File] = {}
+
+    # -- the reading side ------------------------------------------------------------------------------
+    def put(self, item: _Item) -> None:
+        while True:
+            self.check()
+            try:
+                self.inbox.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def join_checked(self) -> None:
+        while self.is_alive():
+            self.join(0.2)
+        self.check()
+
+    def abort(self) -> None:
+        self._stop_now.set()
+        if self.is_alive():
+            try:
+                self.con.interrupt()
+            except duckdb.Error:
+                pass
+            self.join(30)
+        if self._in_tx:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            self._in_tx = False
+
+    # -- the writing side ------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while not self._stop_now.is_set():
+                try:
+                    kind, f, table = self.inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if f is not None:
+                    self._files[f.source_id] = f
+                if kind == "batch":
+                    assert f is not None and table is not None
+                    self._begin()
+                    self._pending.append(table.append_column("source_id", pa.array(
+                        [f.source_id] * table.num_rows, pa.int32())))
+                    self._pending_rows += table.num_rows
+                    if self._pending_rows >= self.batch_rows:
+                        self._flush()
+                elif kind == "end":
+                    assert f is not None
+                    self._begin()
+                    self._group.append(f)
+                    if (self._group_rows + self._pending_rows >= GROUP_ROWS
+                            or time.perf_counter() - self._group_started > GROUP_SECONDS):
+                        self._commit()
+                elif kind == "finish":
+                    self._commit()
+                    return
+        except BaseException as exc:
+            self.error = exc
+            if self._in_tx:
+                try:
+                    self.con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                self._in_tx = False
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.con.execute("BEGIN TRANSACTION")
+            self._in_tx = True
+            self._group_started = time.perf_counter()
+            self._group_rows = 0
+
+    def _commit(self) -> None:
+        if not self._in_tx:
+            return
+        self._flush()
+        for f in self._group:
+            _record_source(self.con, f)
+        self.con.execute("COMMIT")
+        self._in_tx = False
+        self._group = []
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        self._group_rows += table.num_rows
+        files = {int(sid): self._files[int(sid)] for sid in table.column("source_id").unique().to_pylist()}
+        con = self.con
+        con.register("_batch", table)
+        evtx_only = all(f.kind == "evtx" for f in files.values())
+        if evtx_only:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS {_with_source(evtx_sql('_batch'))}")
+            for f in files.values():
+                f.shapes["evtx"] = f.shapes.get("evtx", 0)
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _cls AS {classify_sql('_batch')}")
+            self._note_bad_documents(files)
+            shapes = [s for (s,) in con.execute(
+                "SELECT DISTINCT shape FROM _cls").fetchall() if s in SHAPE_SELECTS]
+            for sid, shape, n in con.execute(
+                    "SELECT source_id, shape, count(*) FROM _cls GROUP BY ALL").fetchall():
+                if shape in SHAPE_SELECTS:
+                    files[sid].shapes[shape] = files[sid].shapes.get(shape, 0) + n
+            if shapes:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS "
+                            f"{_with_source(normalise_sql('_cls', shapes))}")
+            else:
+                con.execute("DROP TABLE IF EXISTS _norm")
+        con.unregister("_batch")
+        if not _has_table(con, "_norm"):
+            return
+        if self.dedupe:
+            for sid, n in _drop_duplicates(con):
+                files[sid].duplicates += n
+        for sid, n in con.execute("SELECT source_id, count(*) FROM _norm GROUP BY ALL").fetchall():
+            files[sid].stored += n
+        con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm ORDER BY eid")
+        con.execute("INSERT INTO event_data SELECT eid, data, raw FROM _norm ORDER BY eid")
+        # Field names for the filter language: the event-data keys, from one event per kind.
+        con.execute("""INSERT INTO fields
+            SELECT k, count(*) FROM (
+              SELECT unnest(json_keys(coalesce(data, json_extract(raw, '$.Event.EventData')))) AS k
+              FROM (SELECT any_value(data) AS data, any_value(raw) AS raw
+                    FROM _norm GROUP BY channel, event_id, provider))
+            WHERE k IS NOT NULL GROUP BY k""")
+        con.execute("DROP TABLE _norm")
+
+    def _note_bad_documents(self, files: dict[int, _File]) -> None:
+        rows = self.con.execute("""
+            SELECT source_id, shape, count(*), list(coalesce(line, seq) ORDER BY seq)[1:20]
+            FROM _cls WHERE shape IN ('malformed', 'unknown') GROUP BY ALL""").fetchall()
+        for sid, shape, n, where in rows:
+            message = ("malformed JSON; line skipped" if shape == "malformed"
+                       else "JSON document of no known event log shape; skipped")
+            damage = files[sid].damage
+            for loc in where:
+                damage.add(str(loc), message)
+            damage.skipped += n - len(where)
+
+
+def _with_source(sql: str) -> str:
+    return f"SELECT (CAST(n.source_id AS BIGINT) << 32) | n.seq AS eid, n.* FROM ({sql}) n"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [name]).fetchall()[0][0])
+
+
+def _drop_duplicates(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """Drop rows whose (host, channel, record_id, ts) is already stored, or repeats in the batch.
+
+    Events without a record id cannot be told apart from a genuine repeat, so they are all kept.
+    Returns (source_id, rows dropped).
+    """
+    con.execute("""CREATE OR REPLACE TEMP TABLE _dup AS
+        SELECT eid, source_id FROM _norm n
+        WHERE n.record_id IS NOT NULL AND (
+              EXISTS (SELECT 1 FROM events e
+                      WHERE e.record_id = n.record_id AND e.host IS NOT DISTINCT FROM n.host
+                        AND e.channel IS NOT DISTINCT FROM n.channel AND e.ts IS NOT DISTINCT FROM n.ts))
+        UNION ALL
+        SELECT eid, source_id FROM _norm n WHERE n.record_id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY n.host, n.channel, n.record_id, n.ts ORDER BY n.eid) > 1""")
+    dropped = [(int(a), int(b)) for a, b in con.execute(
+        "SELECT source_id, count(DISTINCT eid) FROM _dup GROUP BY ALL").fetchall()]
+    if dropped:
+        con.execute("DELETE FROM _norm WHERE eid IN (SELECT eid FROM _dup)")
+    con.execute("DROP TABLE _dup")
+    return dropped
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+def _record_source(con: duckdb.DuckDBPyConnection, f: _File) -> None:
+    seconds = time.perf_counter() - f.started
+    shape = f.shape
+    recognised = f.kind == "evtx" or bool(f.shapes)
+    if f.kind == "json" and f.seen and not recognised:
+        f.damage.note(None, f"not a recognised event log ({describe_head(f.head)})")
+    if f.kind == "evtx" and f.seen == 0 and not f.damage.problems:
+        f.damage.note(None, "EVTX file holds no records")
+    con.execute(
+        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [f.source_id, str(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
+         f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3),
+         datetime.now(UTC).replace(tzinfo=None)],
+    )
+    if f.damage.problems:
+        con.executemany(
+            "INSERT INTO ingest_errors VALUES (?, ?, ?, ?)",
+            [[f.source_id, str(f.evidence.path), p.location, p.message] for p in f.damage.problems],
+        )
+    status: Literal["ingested", "skipped"] = "ingested" if (f.stored or f.duplicates or (
+        f.kind == "evtx" and f.seen)) else "skipped"
+    f.result = FileResult(
+        str(f.evidence.path), status, shape=SHAPE_NAMES.get(shape or "", shape), records=f.stored,
+        duplicates=f.duplicates, skipped=f.damage.skipped, seconds=seconds, problems=f.damage.problems,
+        message=f.damage.first_error)
+
+
+def _refresh_fields(case: Case) -> None:
+    with case.transaction() as con:
+        con.execute("CREATE OR REPLACE TEMP TABLE _f AS SELECT name, sum(events)::BIGINT AS events "
+                    "FROM fields GROUP BY name")
+        con.execute("DELETE FROM fields")
+        con.execute("INSERT INTO fields SELECT * FROM _f")
+        con.execute("DROP TABLE _f")
