@@ -113,7 +113,7 @@ class Case:
                 return
             # Appending after everything already ordered only needs numbering; ties on ts, or rows
             # without a time (which sort last), take the full rewrite to stay deterministic.
-            tail_only = max_pos is None or (
+            tail_only = max_pos is not None and (
                 min_new_ts is not None and max_ordered_ts is not None
                 and min_new_ts > max_ordered_ts and n_null_ts == 0
             )

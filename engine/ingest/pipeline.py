@@ -355,8 +355,7 @@ class _Writer(threading.Thread):
         if not self._in_tx:
             return
         self._flush()
-        for f in self._group:
-            _record_source(self.con, f)
+        _record_sources(self.con, self._group)
         self.con.execute("COMMIT")
         self._in_tx = False
         self._group = []
@@ -457,31 +456,39 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
 
 
-def _record_source(con: duckdb.DuckDBPyConnection, f: _File) -> None:
-    seconds = time.perf_counter() - f.started
-    shape = f.shape
-    recognised = f.kind == "evtx" or bool(f.shapes)
-    if f.kind == "json" and f.seen and not recognised:
-        f.damage.note(None, f"not a recognised event log ({describe_head(f.head)})")
-    if f.kind == "evtx" and f.seen == 0 and not f.damage.problems:
-        f.damage.note(None, "EVTX file holds no records")
-    con.execute(
-        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [f.source_id, str(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
-         f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3),
-         datetime.now(UTC).replace(tzinfo=None)],
-    )
-    if f.damage.problems:
-        con.executemany(
-            "INSERT INTO ingest_errors VALUES (?, ?, ?, ?)",
-            [[f.source_id, str(f.evidence.path), p.location, p.message] for p in f.damage.problems],
-        )
-    status: Literal["ingested", "skipped"] = "ingested" if (f.stored or f.duplicates or (
-        f.kind == "evtx" and f.seen)) else "skipped"
-    f.result = FileResult(
-        str(f.evidence.path), status, shape=SHAPE_NAMES.get(shape or "", shape), records=f.stored,
-        duplicates=f.duplicates, skipped=f.damage.skipped, seconds=seconds, problems=f.damage.problems,
-        message=f.damage.first_error)
+def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File]) -> None:
+    """The `sources` rows (and kept problems) of a group of files, in one statement each."""
+    rows: list[list[object]] = []
+    errors: list[list[object]] = []
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for f in files:
+        seconds = time.perf_counter() - f.started
+        shape = f.shape
+        if f.kind == "json" and f.seen and not f.shapes:
+            f.damage.note(None, f"not a recognised event log ({describe_head(f.head)})")
+        if f.kind == "evtx" and f.seen == 0 and not f.damage.problems:
+            f.damage.note(None, "EVTX file holds no records")
+        rows.append([f.source_id, str(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
+                     f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3), now])
+        errors += [[f.source_id, str(f.evidence.path), p.location, p.message] for p in f.damage.problems]
+        status: Literal["ingested", "skipped"] = "ingested" if (f.stored or f.duplicates or (
+            f.kind == "evtx" and f.seen)) else "skipped"
+        f.result = FileResult(
+            str(f.evidence.path), status, shape=SHAPE_NAMES.get(shape or "", shape), records=f.stored,
+            duplicates=f.duplicates, skipped=f.damage.skipped, seconds=seconds, problems=f.damage.problems,
+            message=f.damage.first_error)
+    _insert_rows(con, "sources", rows)
+    _insert_rows(con, "ingest_errors", errors)
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[list[object]]) -> None:
+    if not rows:
+        return
+    names = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    arrow = pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+    con.register("_rows", arrow)
+    con.execute(f"INSERT INTO {table} SELECT * FROM _rows")
+    con.unregister("_rows")
 
 
 def _refresh_fields(case: Case) -> None:

@@ -1,0 +1,313 @@
+"""The filter language analysts type, compiled to parameterised SQL over `events e`.
+
+    event_id:4624,4625 user:alice -logon_type:5 after:2020-09-20T10:00 "net user" mimikatz
+
+Terms are ANDed. `field:value` (any of `v1,v2`), `-field:value` excludes, `field:>=N` (also >, <,
+<=) compares numbers or times, `after:` / `before:` bound the time (ISO 8601, UTC unless an offset
+is given), `*` is a wildcard, and bare words or "quoted text" match a substring anywhere in the
+event. Field names are the typed columns, short aliases, and any field of the original events.
+No user text is ever spliced into SQL: every value is a bound parameter, and field names are
+resolved against known names before they reach the query.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import datetime
+from typing import Any
+
+from .ingest.normalise import data_field_sql
+from .schema import COLUMN_TYPES, EVENT_COLUMN_NAMES
+
+# alias → the columns it searches (any of them may match)
+ALIASES: dict[str, tuple[str, ...]] = {
+    "eid": ("event_id",),
+    "id": ("event_id",),
+    "user": ("target_user", "subject_user"),
+    "domain": ("target_domain", "subject_domain"),
+    "sid": ("target_sid", "subject_sid", "user_sid"),
+    "logon_id": ("target_logon_id", "subject_logon_id"),
+    "ip": ("src_ip", "dst_ip"),
+    "image": ("process_image", "parent_image", "target_image"),
+    "process": ("process_image",),
+    "parent": ("parent_image",),
+    "cmd": ("command_line",),
+    "computer": ("host",),
+    "type": ("logon_type",),
+    "pid": ("process_pid",),
+    "guid": ("process_guid", "parent_guid", "target_guid"),
+    "access": ("granted_access",),
+    "object": ("object_name",),
+    "service": ("service_name",),
+    "task": ("task_name",),
+    "workstation": ("workstation",),
+}
+TIME_KEYS = ("after", "before")
+# Columns a bare word is looked for in, besides the original event.
+TEXT_COLUMNS = [c for c in EVENT_COLUMN_NAMES if COLUMN_TYPES[c] == "VARCHAR"]
+_NUMERIC = {"INTEGER", "BIGINT", "UBIGINT", "UINTEGER", "SMALLINT"}
+
+
+class FilterError(ValueError):
+    """A filter that cannot be compiled, with where it went wrong."""
+
+    def __init__(self, message: str, position: int, token: str, suggestion: str | None = None) -> None:
+        self.message = message
+        self.position = position
+        self.token = token
+        self.suggestion = suggestion
+        hint = f' — did you mean "{suggestion}"?' if suggestion else ""
+        super().__init__(f"{message}{hint} (at column {position + 1}: {token!r})")
+
+    def caret(self, text: str) -> str:
+        """The filter with a caret under the bad token, for terminals."""
+        return f"{text}\n{' ' * self.position}^{'~' * max(0, len(self.token) - 1)}"
+
+
+@dataclass
+class Term:
+    position: int
+    text: str
+    negate: bool = False
+    field: str | None = None
+    op: str = "="
+    values: list[str] = dc_field(default_factory=list)
+
+
+@dataclass
+class Compiled:
+    sql: str  # a boolean SQL expression over `events e`; "TRUE" for an empty filter
+    params: list[Any]
+    terms: list[Term]
+
+    @property
+    def empty(self) -> bool:
+        return not self.terms
+
+
+def tokenize(text: str) -> list[Term]:
+    terms: list[Term] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        if text[pos].isspace():
+            pos += 1
+            continue
+        start = pos
+        negate = False
+        if text[pos] == "-" and pos + 1 < n and not text[pos + 1].isspace():
+            negate = True
+            pos += 1
+        m = re.match(r"([A-Za-z_@][\w.@]*):", text[pos:])
+        fname = None
+        if m:
+            fname = m.group(1)
+            pos += m.end()
+        value, pos = _read_value(text, pos, start)
+        if fname is None and not value:
+            raise FilterError("empty term", start, text[start:pos] or "-")
+        op = "="
+        if fname is not None:
+            for candidate in (">=", "<=", ">", "<"):
+                if value.startswith(candidate) and not value.startswith('"'):
+                    op, value = candidate, value[len(candidate):]
+                    break
+            if value == "":
+                raise FilterError(f'no value after "{fname}:"', start, text[start:pos])
+        values = [_unquote(v) for v in _split_values(value)] if fname is not None else [_unquote(value)]
+        terms.append(Term(start, text[start:pos], negate, fname, op, values))
+    return terms
+
+
+def _read_value(text: str, pos: int, start: int) -> tuple[str, int]:
+    n = len(text)
+    out = []
+    while pos < n and not text[pos].isspace():
+        if text[pos] == '"':
+            end = pos + 1
+            while end < n and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            if end >= n:
+                raise FilterError("unclosed quote", pos, text[pos:])
+            out.append(text[pos : end + 1])
+            pos = end + 1
+        else:
+            out.append(text[pos])
+            pos += 1
+    return "".join(out), pos
+
+
+def _split_values(value: str) -> list[str]:
+    parts: list[str] = []
+    buf = ""
+    in_quote = False
+    for ch in value:
+        if ch == '"':
+            in_quote = not in_quote
+        if ch == "," and not in_quote:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += ch
+    parts.append(buf)
+    return [p for p in parts if p != ""]
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601 → naive UTC datetime (UTC unless the text carries an offset)."""
+    text = value.strip().replace(" ", "T", 1)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is not None:
+        from datetime import UTC
+
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def _parse_number(value: str) -> int | None:
+    v = value.strip().lower()
+    try:
+        return int(v, 16) if v.startswith("0x") else int(v)
+    except ValueError:
+        return None
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+class Compiler:
+    """Compiles filters for one case: it knows the case's original field names."""
+
+    def __init__(self, field_names: list[str] | None = None) -> None:
+        self.field_names = field_names or []
+        self._by_lower: dict[str, list[str]] = {}
+        for name in self.field_names:
+            self._by_lower.setdefault(name.lower(), []).append(name)
+
+    def known_names(self) -> list[str]:
+        return sorted(set(EVENT_COLUMN_NAMES) | set(ALIASES) | set(TIME_KEYS) | set(self.field_names))
+
+    def compile(self, text: str) -> Compiled:
+        terms = tokenize(text)
+        parts: list[str] = []
+        params: list[Any] = []
+        for term in terms:
+            sql, p = self._term(term)
+            parts.append(f"NOT coalesce({sql}, FALSE)" if term.negate else f"({sql})")
+            params += p
+        return Compiled(" AND ".join(parts) if parts else "TRUE", params, terms)
+
+    # -- one term ----------------------------------------------------------------------------------
+    def _term(self, t: Term) -> tuple[str, list[Any]]:
+        if t.field is None:
+            return self._anywhere(t.values[0])
+        name = t.field.lower()
+        if name in TIME_KEYS:
+            return self._time_bound(t, name)
+        if name == "ts" or name == "time":
+            return self._compare(t, ["ts"])
+        if name in ALIASES:
+            return self._compare(t, list(ALIASES[name]))
+        if name in COLUMN_TYPES:
+            return self._compare(t, [name])
+        if t.field in self.field_names:
+            return self._original(t, [t.field])
+        if name in self._by_lower:
+            # ProcessId and ProcessID can both exist (NXLog): a case-folded name matches either.
+            return self._original(t, self._by_lower[name])
+        raise FilterError(f'unknown field "{t.field}"', t.position, t.text, self._suggest(t.field))
+
+    def _suggest(self, name: str) -> str | None:
+        from rapidfuzz import process
+
+        best = process.extractOne(name, self.known_names(), score_cutoff=60)
+        return str(best[0]) if best else None
+
+    def _time_bound(self, t: Term, name: str) -> tuple[str, list[Any]]:
+        if len(t.values) != 1:
+            raise FilterError(f"{name}: takes one time", t.position, t.text)
+        try:
+            when = parse_time(t.values[0])
+        except ValueError:
+            raise FilterError(f"{name}: expects an ISO 8601 time like 2020-09-20T10:00",
+                              t.position, t.text) from None
+        return ("e.ts >= ?" if name == "after" else "e.ts < ?"), [when]
+
+    def _compare(self, t: Term, columns: list[str]) -> tuple[str, list[Any]]:
+        ors: list[str] = []
+        params: list[Any] = []
+        for col in columns:
+            typ = COLUMN_TYPES.get(col, "TIMESTAMP" if col == "ts" else "VARCHAR")
+            for value in t.values:
+                sql, p = self._one(t, col, typ, value)
+                ors.append(sql)
+                params += p
+        return " OR ".join(ors), params
+
+    def _one(self, t: Term, col: str, typ: str, value: str) -> tuple[str, list[Any]]:
+        ref = f"e.{col}"
+        if typ in _NUMERIC:
+            number = _parse_number(value)
+            if number is None:
+                raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text)
+            return f"{ref} {t.op} ?", [number]
+        if typ == "TIMESTAMP":
+            try:
+                return f"{ref} {t.op} ?", [parse_time(value)]
+            except ValueError:
+                raise FilterError(f'{t.field}: "{value}" is not an ISO 8601 time', t.position, t.text) from None
+        if t.op != "=":
+            return f"{ref} {t.op} ?", [value]
+        if "*" in value:
+            return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
+        return f"lower({ref}) = lower(?)", [value]
+
+    def _original(self, t: Term, names: list[str]) -> tuple[str, list[Any]]:
+        ors: list[str] = []
+        params: list[Any] = []
+        for name in names:
+            path = '$."' + name.replace('"', '\\"') + '"'
+            expr = data_field_sql("?")
+            for value in t.values:
+                number = _parse_number(value) if t.op != "=" else None
+                if t.op != "=":
+                    if number is None:
+                        raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text)
+                    ors.append(f"try_cast({expr} AS HUGEINT) {t.op} ?")
+                    params += [path, path, number]
+                elif "*" in value:
+                    ors.append(f"{expr} ILIKE ? ESCAPE '\\'")
+                    params += [path, path, _like(value)]
+                else:
+                    ors.append(f"lower({expr}) = lower(?)")
+                    params += [path, path, value]
+        return f"e.eid IN (SELECT d.eid FROM event_data d WHERE {' OR '.join(ors)})", params
+
+    def _anywhere(self, value: str) -> tuple[str, list[Any]]:
+        like = "%" + _like(value) + "%"
+        cols = " OR ".join(f"e.{c} ILIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
+        params: list[Any] = [like] * len(TEXT_COLUMNS)
+        number = _parse_number(value)
+        extra = ""
+        if number is not None:
+            extra = " OR e.event_id = ?"
+            params.append(number)
+        sql = (f"{cols}{extra} OR e.eid IN (SELECT d.eid FROM event_data d WHERE "
+               f"coalesce(d.data::VARCHAR, '') ILIKE ? ESCAPE '\\' OR coalesce(d.raw, '') ILIKE ? ESCAPE '\\')")
+        return sql, [*params, like, like]
+
+
+def compile_filter(text: str, field_names: list[str] | None = None) -> Compiled:
+    return Compiler(field_names).compile(text)

@@ -1,0 +1,254 @@
+"""The queries both faces use: filtered timeline windows, counts, histogram, frequency, detail.
+
+A filtered view is the sorted array of matching positions (`pos`), held in memory (8 bytes a
+match). Its length is the scroll height, and any window of it is one range query over `events`,
+which is stored in `pos` order: about a millisecond at any depth. Every function takes the
+cursor to run on, so each UI worker thread can use its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from .filters import Compiled, compile_filter
+from .ingest.normalise import EVTX_EVENT_DATA
+from .schema import EVENT_COLUMN_NAMES
+from .summary import process_of, summarise, user_of
+
+Cursor = duckdb.DuckDBPyConnection
+ROW_COLUMNS = ", ".join(f"e.{c}" for c in EVENT_COLUMN_NAMES)
+
+
+@dataclass
+class View:
+    """A filter resolved against the case: positions of the matching events, in timeline order."""
+
+    filter: Compiled
+    total: int  # events in the case
+    positions: np.ndarray | None  # None: no filter, every position matches
+
+    @property
+    def count(self) -> int:
+        return self.total if self.positions is None else int(len(self.positions))
+
+    def pos_at(self, index: int) -> int:
+        return index if self.positions is None else int(self.positions[index])
+
+    def index_of_pos(self, pos: int) -> int:
+        """Index of the first row at or after `pos`."""
+        if self.positions is None:
+            return min(pos, self.total)
+        return int(np.searchsorted(self.positions, pos))
+
+
+def field_names(cur: Cursor) -> list[str]:
+    return [r[0] for r in cur.execute("SELECT name FROM fields ORDER BY name").fetchall()]
+
+
+def total_events(cur: Cursor) -> int:
+    return int(cur.execute("SELECT count(*) FROM events").fetchall()[0][0])
+
+
+def resolve(cur: Cursor, text_or_compiled: str | Compiled, names: list[str] | None = None) -> View:
+    compiled = (text_or_compiled if isinstance(text_or_compiled, Compiled)
+                else compile_filter(text_or_compiled, names if names is not None else field_names(cur)))
+    total = total_events(cur)
+    if compiled.empty:
+        return View(compiled, total, None)
+    positions = cur.execute(f"SELECT pos FROM events e WHERE {compiled.sql} ORDER BY pos",
+                            compiled.params).fetchnumpy()["pos"]
+    return View(compiled, total, np.asarray(positions, dtype=np.int64))
+
+
+def window(cur: Cursor, view: View, start: int, n: int) -> list[dict[str, Any]]:
+    """Rows start..start+n-1 of the view, each a dict of events columns plus summary/user/process."""
+    start = max(0, start)
+    end = min(view.count, start + n)
+    if end <= start:
+        return []
+    if view.positions is None:
+        sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE pos BETWEEN ? AND ? ORDER BY pos"
+        params: list[Any] = [start, end - 1]
+    else:
+        wanted = view.positions[start:end]
+        sql = (f"SELECT {ROW_COLUMNS} FROM events e WHERE pos BETWEEN ? AND ? "
+               "AND list_contains(?, pos) ORDER BY pos")
+        params = [int(wanted[0]), int(wanted[-1]), [int(x) for x in wanted]]
+    return rows_with_summary(cur.execute(sql, params))
+
+
+def rows_with_summary(result: Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in result.description or []]
+    out = []
+    for values in result.fetchall():
+        row = dict(zip(names, values, strict=True))
+        row["summary"] = summarise(row)
+        row["user"] = user_of(row)
+        row["process"] = process_of(row)
+        out.append(row)
+    return out
+
+
+def query(cur: Cursor, text: str, *, limit: int | None = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """The first rows matching a filter, in timeline order (what `ashiato query` prints)."""
+    compiled = compile_filter(text, field_names(cur))
+    sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE {compiled.sql} ORDER BY pos"
+    params = list(compiled.params)
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params += [limit, offset]
+    return rows_with_summary(cur.execute(sql, params))
+
+
+def find(cur: Cursor, view: View, search: Compiled, from_index: int, *, backwards: bool = False) -> int | None:
+    """Index in `view` of the next (or previous) row that also matches `search`."""
+    here = view.pos_at(from_index) if 0 <= from_index < view.count else (-1 if not backwards else 2**62)
+    cond = f"({search.sql}) AND ({view.filter.sql})"
+    agg, cmp = ("max", "<") if backwards else ("min", ">")
+    rows = cur.execute(f"SELECT {agg}(pos) FROM events e WHERE pos {cmp} ? AND {cond}",
+                       [here, *search.params, *view.filter.params]).fetchall()
+    pos = rows[0][0]
+    return None if pos is None else view.index_of_pos(int(pos))
+
+
+def index_at_time(cur: Cursor, view: View, when: datetime) -> int:
+    rows = cur.execute("SELECT min(pos) FROM events WHERE ts >= ?", [when]).fetchall()
+    pos = rows[0][0]
+    if pos is None:
+        return max(0, view.count - 1)
+    return min(view.index_of_pos(int(pos)), max(0, view.count - 1))
+
+
+def detail(cur: Cursor, eid: int) -> dict[str, Any] | None:
+    """Everything about one event: its columns, its original fields (name, value) and raw text."""
+    rows = cur.execute(f"""SELECT {ROW_COLUMNS}, d.data, d.raw,
+                                  json_extract(d.raw, '{EVTX_EVENT_DATA}') AS evtx_data, s.path
+                           FROM events e JOIN event_data d USING (eid)
+                           LEFT JOIN sources s USING (source_id) WHERE e.eid = ?""", [eid])
+    names = [d[0] for d in rows.description or []]
+    found = rows.fetchall()
+    if not found:
+        return None
+    row = dict(zip(names, found[0], strict=True))
+    import json
+
+    fields: list[tuple[str, Any]] = []
+    for blob in (row.pop("evtx_data"), row.pop("data")):
+        if blob:
+            try:
+                obj = json.loads(blob)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                fields += list(obj.items())
+    row["fields"] = fields
+    row["summary"] = summarise(row)
+    return row
+
+
+def context_filter(row: dict[str, Any], minutes: int = 5) -> str:
+    """Same host, ±minutes around the event, every channel."""
+    ts: datetime = row["ts"]
+    lo = (ts - timedelta(minutes=minutes)).isoformat()
+    hi = (ts + timedelta(minutes=minutes)).isoformat()
+    host = str(row.get("host") or "").replace('"', '\\"')
+    return f'host:"{host}" after:{lo} before:{hi}'
+
+
+NICE_BUCKETS = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
+                7 * 86400, 30 * 86400, 365 * 86400]
+
+
+@dataclass
+class Histogram:
+    bucket_seconds: int
+    buckets: list[tuple[datetime, int, int]]  # start, events, log-clear events (1102/104/1100)
+
+
+def histogram(cur: Cursor, view: View, max_buckets: int = 60) -> Histogram:
+    f = view.filter
+    rows = cur.execute(f"SELECT min(ts), max(ts) FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {f.sql}",
+                       f.params).fetchall()
+    lo, hi = rows[0]
+    if lo is None:
+        return Histogram(60, [])
+    span = max(1.0, (hi - lo).total_seconds())
+    size = next((b for b in NICE_BUCKETS if span / b <= max_buckets), NICE_BUCKETS[-1])
+    data = cur.execute(
+        f"""SELECT time_bucket(to_seconds(?), ts, TIMESTAMP '1970-01-01') AS b, count(*),
+                   count(*) FILTER (WHERE event_id IN (1102, 104, 1100) AND channel IN ('Security', 'System'))
+            FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {f.sql} GROUP BY b ORDER BY b""",
+        [size, *f.params]).fetchall()
+    return Histogram(size, [(b, int(n), int(c)) for b, n, c in data])
+
+
+def frequency(cur: Cursor, view: View, column: str, *, rarest_first: bool = False,
+              limit: int = 200) -> list[tuple[Any, int]]:
+    if column not in EVENT_COLUMN_NAMES:
+        raise ValueError(f"unknown column {column!r}")
+    f = view.filter
+    order = "ASC" if rarest_first else "DESC"
+    return [(v, int(n)) for v, n in cur.execute(
+        f"SELECT e.{column} AS v, count(*) AS n FROM events e WHERE {f.sql} GROUP BY v "
+        f"ORDER BY n {order}, v NULLS LAST LIMIT ?", [*f.params, limit]).fetchall()]
+
+
+# -- marks and tags, stored in the case --------------------------------------------------------------
+def toggle_mark(cur: Cursor, eid: int) -> bool:
+    """Mark or unmark an event; True when it is now marked."""
+    if cur.execute("SELECT count(*) FROM marks WHERE eid = ?", [eid]).fetchall()[0][0]:
+        cur.execute("DELETE FROM marks WHERE eid = ?", [eid])
+        return False
+    cur.execute("INSERT INTO marks VALUES (?, NULL, now()::TIMESTAMP)", [eid])
+    return True
+
+
+def set_tag(cur: Cursor, eid: int, tag: str) -> None:
+    cur.execute("""INSERT INTO marks VALUES (?, ?, now()::TIMESTAMP)
+                   ON CONFLICT (eid) DO UPDATE SET tag = excluded.tag""", [eid, tag])
+
+
+def marks(cur: Cursor) -> dict[int, str | None]:
+    return {int(e): t for e, t in cur.execute("SELECT eid, tag FROM marks").fetchall()}
+
+
+def marked_positions(cur: Cursor) -> np.ndarray:
+    pos = cur.execute("SELECT e.pos FROM marks m JOIN events e USING (eid) ORDER BY e.pos").fetchnumpy()["pos"]
+    return np.asarray(pos, dtype=np.int64)
+
+
+# -- export ---------------------------------------------------------------------------------------------
+EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+
+
+def export(cur: Cursor, text: str, path: str, fmt: str, *, marked_only: bool = False) -> int:
+    """Write the events matching `text` (or only the marked ones) with their original fields."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    compiled = compile_filter(text, field_names(cur))
+    where = compiled.sql + (" AND e.eid IN (SELECT eid FROM marks)" if marked_only else "")
+    select = (f"SELECT {ROW_COLUMNS}, m.tag, coalesce(d.data::VARCHAR, json_extract(d.raw, '{EVTX_EVENT_DATA}')::VARCHAR)"
+              f" AS event_data, d.raw FROM events e JOIN event_data d USING (eid) "
+              f"LEFT JOIN marks m USING (eid) WHERE {where} ORDER BY e.pos")
+    rel = cur.sql(select, params=compiled.params).to_arrow_table()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(rel, path)
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(rel, path)
+    else:
+        import orjson
+
+        with open(path, "wb") as out:
+            for batch in rel.to_batches(10_000):
+                for rec in batch.to_pylist():
+                    out.write(orjson.dumps(rec, default=str) + b"\n")
+    return int(rel.num_rows)

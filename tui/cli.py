@@ -1,0 +1,361 @@
+"""The `ashiato` command. Headless subcommands print rows (table, csv, jsonl); anything else opens
+the TUI. Textual is imported only when the TUI starts, so scripted use starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo")
+DEFAULT_CASE = "ashiato-case.duckdb"
+QUERY_COLUMNS = ["ts", "host", "channel", "event_id", "record_id", "summary", "user", "process", "eid"]
+
+
+def _out_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("table", "csv", "jsonl"), default="table",
+                   help="table for people, csv or jsonl (one JSON object per row) for scripts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="ashiato",
+        description="Follow an attacker's footprints through Windows event logs. "
+                    "`ashiato CASE.duckdb` opens a case; `ashiato FILES/DIRS…` ingests them into "
+                    f"./{DEFAULT_CASE} and opens it.")
+    sub = ap.add_subparsers(dest="command")
+
+    p = sub.add_parser("ingest", help="add EVTX / JSON exports (files or directories, .gz too) to a case")
+    p.add_argument("case")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--parser", choices=("evtx", "python-evtx"), default="evtx",
+                   help="EVTX parser: the Rust `evtx` package (default) or pure-Python python-evtx")
+    p.add_argument("--no-dedupe", action="store_true",
+                   help="store every event even when the same file or event is already in the case")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("stats", help="what is in a case, and what was skipped and why")
+    p.add_argument("case")
+    _out_format(p)
+
+    p = sub.add_parser("query", help="events matching a filter, in timeline order")
+    p.add_argument("case")
+    p.add_argument("filter", nargs="?", default="")
+    p.add_argument("--limit", type=int, default=100, help="rows to print (0: all)")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--columns", help="comma-separated columns (default: a readable selection)")
+    _out_format(p)
+
+    p = sub.add_parser("sql", help="run SQL on a case, opened read-only")
+    p.add_argument("case")
+    p.add_argument("sql")
+    _out_format(p)
+
+    p = sub.add_parser("export", help="write matching events with every original field")
+    p.add_argument("case")
+    p.add_argument("filter", nargs="?", default="")
+    p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default="parquet")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--marked", action="store_true", help="only events marked in the TUI")
+
+    p = sub.add_parser("demo", help="build the bundled demo case (a generated incident) and open it")
+    p.add_argument("--case", default="ashiato-demo.duckdb")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-tui", action="store_true", help="only build the case and print its stats")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] not in SUBCOMMANDS and not args_list[0].startswith("-"):
+        return _open_tui(args_list)
+    ap = build_parser()
+    args = ap.parse_args(args_list)
+    if args.command is None:
+        ap.print_help()
+        return 0
+    try:
+        handler = globals()[f"cmd_{args.command}"]
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print("interrupted: files already committed are kept; run the same command again to complete",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except _UserError as exc:
+        print(f"ashiato: {exc}", file=sys.stderr)
+        return 2
+
+
+class _UserError(Exception):
+    pass
+
+
+# -- ingest -------------------------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from engine import Case, CaseError
+    from engine.ingest import ingest
+
+    try:
+        case = Case(args.case)
+    except CaseError as exc:
+        raise _UserError(str(exc)) from exc
+    with case:
+        report = _run_ingest(case, args.paths, parser=args.parser, dedupe=not args.no_dedupe,
+                             quiet=args.quiet, ingest=ingest)
+    _print_ingest_report(report)
+    return 2 if report.missing and not report.files else 0
+
+
+def _run_ingest(case: Any, paths: list[str], *, parser: str, dedupe: bool, quiet: bool, ingest: Any) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return ingest(case, paths, parser=parser, dedupe=dedupe)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]ingest"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[files]}"), TextColumn("{task.fields[records]} records"),
+                  TextColumn("{task.fields[rate]} rec/s"), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("ingest", total=1, files="", records=0, rate=0)
+
+        def on_progress(p: Any) -> None:
+            rate = int(p.records / p.elapsed) if p.elapsed > 0 else 0
+            bar.update(task, total=max(1, p.bytes_total), completed=p.bytes_done,
+                       files=f"file {p.file_index + 1}/{p.files_total}", records=f"{p.records:,}",
+                       rate=f"{rate:,}")
+
+        return ingest(case, paths, parser=parser, dedupe=dedupe, on_progress=on_progress)
+
+
+def _print_ingest_report(report: Any) -> None:
+    err = sys.stderr
+    for path in report.missing:
+        print(f"{path}: no such file or directory", file=err)
+    for f in report.files:
+        if f.status == "skipped":
+            print(f"{f.message or f.path + ': skipped'}", file=err)
+        elif f.skipped:
+            print(f"{f.path}: {f.skipped} damaged record(s) or line(s) skipped, {f.records} stored", file=err)
+            for p in f.problems[:5]:
+                print(f"  {_safe(str(p))}", file=err)
+            if len(f.problems) > 5:
+                print(f"  … {len(f.problems) - 5} more in `ashiato stats`", file=err)
+    ingested = sum(1 for f in report.files if f.status == "ingested")
+    already = sum(1 for f in report.files if f.status == "already in case")
+    skipped = sum(1 for f in report.files if f.status == "skipped")
+    rate = report.records / report.seconds if report.seconds else 0
+    print(f"{ingested} file(s) ingested, {already} already in case, {skipped} skipped; "
+          f"{report.records:,} events stored, {report.duplicates:,} duplicates, "
+          f"{report.skipped:,} damaged records/lines skipped; {report.seconds:.1f}s ({rate:,.0f} events/s)")
+
+
+# -- stats --------------------------------------------------------------------------------------------
+def cmd_stats(args: argparse.Namespace) -> int:
+    cur = _open_read_only(args.case)
+    summary = cur.execute("""SELECT count(*), min(ts) FILTER (WHERE ts > TIMESTAMP '1601-01-02'), max(ts),
+                                    count(DISTINCT host), count(DISTINCT channel) FROM events""").fetchall()[0]
+    n, lo, hi, hosts, channels = summary
+    if args.format != "table":
+        rows = _dicts(cur.execute("""SELECT source_id, path, shape, parser, records, duplicates, skipped,
+                                            first_error, bytes, seconds, sha256 FROM sources ORDER BY source_id"""))
+        _emit(rows, list(rows[0].keys()) if rows else ["path"], args.format)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    con = Console()
+    con.print(Text(f"{args.case}: {n:,} events, {hosts} host(s), {channels} channel(s), "
+                   f"{lo} … {hi} UTC"))
+    for title, sql in (
+        ("Hosts", "SELECT host, count(*) AS events FROM events GROUP BY ALL ORDER BY 2 DESC LIMIT 20"),
+        ("Channels", "SELECT channel, count(*) AS events FROM events GROUP BY ALL ORDER BY 2 DESC LIMIT 20"),
+        ("Top event IDs", "SELECT channel, event_id, count(*) AS events FROM events GROUP BY ALL "
+                          "ORDER BY 3 DESC LIMIT 15"),
+    ):
+        _print_table(con, title, _dicts(cur.execute(sql)), Table, Text)
+    src = _dicts(cur.execute("""SELECT count(*) AS files, sum(records) AS events, sum(duplicates) AS duplicates,
+                                       sum(skipped) AS skipped, string_agg(DISTINCT shape, ', ') AS shapes
+                                FROM sources"""))
+    _print_table(con, "Sources", src, Table, Text)
+    bad = _dicts(cur.execute("""SELECT path, records, skipped, first_error FROM sources
+                                WHERE skipped > 0 OR first_error IS NOT NULL ORDER BY path"""))
+    if bad:
+        _print_table(con, "Skipped or damaged (see ingest_errors for each location)", bad, Table, Text)
+    return 0
+
+
+def _print_table(console: Any, title: str, rows: list[dict[str, Any]], Table: Any, Text: Any) -> None:
+    if not rows:
+        return
+    t = Table(title=title, title_justify="left")
+    for col in rows[0]:
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(*[Text(_cell(v)) for v in r.values()])
+    console.print(t)
+
+
+# -- query / sql / export ----------------------------------------------------------------------------
+def cmd_query(args: argparse.Namespace) -> int:
+    from engine import views
+    from engine.filters import FilterError
+
+    cur = _open_read_only(args.case)
+    try:
+        rows = views.query(cur, args.filter, limit=args.limit or None, offset=args.offset)
+    except FilterError as exc:
+        raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
+    columns = args.columns.split(",") if args.columns else QUERY_COLUMNS
+    unknown = [c for c in columns if rows and c not in rows[0]]
+    if unknown:
+        raise _UserError(f"unknown column(s): {', '.join(unknown)}")
+    _emit(rows, columns, args.format)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    cur = _open_read_only(args.case)
+    try:
+        result = cur.execute(args.sql)
+    except duckdb.Error as exc:
+        raise _UserError(str(exc)) from exc
+    rows = _dicts(result) if result.description else []
+    _emit(rows, [d[0] for d in result.description or []], args.format)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine import views
+    from engine.filters import FilterError
+
+    cur = _open_read_only(args.case)
+    try:
+        n = views.export(cur, args.filter, args.output, args.format, marked_only=args.marked)
+    except FilterError as exc:
+        raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
+    print(f"{n:,} events written to {args.output}", file=sys.stderr)
+    return 0
+
+
+# -- demo ---------------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine import Case
+    from engine.ingest import ingest
+    from fixtures.incident import incident
+    from fixtures.shapes import write_all
+
+    case_path = Path(args.case)
+    if case_path.exists():
+        case_path.unlink()
+    wal = Path(str(case_path) + ".wal")
+    if wal.exists():
+        wal.unlink()
+    with tempfile.TemporaryDirectory(prefix="ashiato-demo-") as tmp:
+        write_all(incident(seed=args.seed), Path(tmp))
+        t0 = time.perf_counter()
+        with Case(case_path) as case:
+            report = ingest(case, [tmp])
+        print(f"demo case {case_path}: {report.records:,} events from {len(report.files)} generated files "
+              f"in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    if args.no_tui or not sys.stdout.isatty():
+        return cmd_stats(argparse.Namespace(case=str(case_path), format="table"))
+    return _open_tui([str(case_path)])
+
+
+# -- the TUI ------------------------------------------------------------------------------------------
+def _open_tui(args: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="ashiato", description="open a case, or ingest files and open them")
+    ap.add_argument("paths", nargs="+", help="a case file (.duckdb), or evidence files/directories")
+    ap.add_argument("--case", default=DEFAULT_CASE, help="case file to ingest into")
+    ap.add_argument("--keymap", help="a keymap TOML file layered over the defaults")
+    ns = ap.parse_args(args)
+    from tui.app import run_app
+
+    if len(ns.paths) == 1 and _is_case(ns.paths[0]):
+        run_app(ns.paths[0], keymap_path=ns.keymap)
+    else:
+        run_app(ns.case, keymap_path=ns.keymap, ingest_paths=ns.paths)
+    return 0
+
+
+def _is_case(path: str) -> bool:
+    p = Path(path)
+    if p.suffix == ".duckdb":
+        return True
+    if p.is_file():
+        with open(p, "rb") as f:
+            return f.read(16)[8:12] == b"DUCK"
+    return False
+
+
+# -- output helpers -------------------------------------------------------------------------------
+def _open_read_only(path: str) -> Any:
+    from engine import Case, CaseError
+
+    try:
+        return Case(path, read_only=True).cursor()
+    except CaseError as exc:
+        raise _UserError(str(exc)) from exc
+
+
+def _dicts(result: Any) -> list[dict[str, Any]]:
+    names = [d[0] for d in result.description or []]
+    return [dict(zip(names, r, strict=True)) for r in result.fetchall()]
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x00, 0x20), 0x7F)}
+_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+_CONTROL.update({i: f"\\x{i:02x}" for i in range(0x80, 0xA0)})
+
+
+def _safe(text: str) -> str:
+    """Event text is data: control characters are shown escaped, never sent to the terminal."""
+    return text.translate(_CONTROL)
+
+
+def _cell(value: Any, width: int = 200) -> str:
+    text = "" if value is None else _safe(str(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
+    out = sys.stdout
+    if fmt == "jsonl":
+        import orjson
+
+        for r in rows:
+            out.write(orjson.dumps({c: r.get(c) for c in columns}, default=str,
+                                   option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        width = None if out.isatty() else int(os.environ.get("COLUMNS", "200"))
+        console = Console(width=width)
+        t = Table(show_lines=False)
+        for c in columns:
+            t.add_column(c, overflow="ellipsis", no_wrap=c != "summary")
+        for r in rows:
+            t.add_row(*[Text(_cell(r.get(c))) for c in columns])
+        console.print(t)
+        print(f"{len(rows)} row(s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
