@@ -38,7 +38,8 @@ def read_json_lines(stream: IO[bytes], damage: Damage, first_line: int = 1) -> I
             data, carry = data[: cut + 1], data[cut + 1 :]
         else:
             carry = b""
-        lines = data.split(b"\n")
+        # CRLF files: dropping the CR here is one C-speed pass instead of a trim per line.
+        lines = data.replace(b"\r\n", b"\n").split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
         table = _lines_table(lines, line_no, damage)
@@ -53,9 +54,9 @@ def _lines_table(lines: list[bytes], first: int, damage: Damage) -> pa.Table:
         text = binary.cast(pa.string())
     except pa.ArrowInvalid:
         text = pa.array([_decode(line, first + i, damage) for i, line in enumerate(lines)], pa.string())
-    text = pc.utf8_rtrim(text, characters="\r")
     seq = pa.array(range(first, first + len(lines)), pa.int64())
-    keep = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)
+    # Empty lines are skipped silently; a line of only blanks is not JSON and is reported as such.
+    keep = pc.greater(pc.binary_length(binary), 0)
     table = pa.table({"seq": seq, "rec_id": pa.nulls(len(lines), pa.int64()), "line": seq, "doc": text})
     return table.filter(keep)
 

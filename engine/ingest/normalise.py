@@ -197,9 +197,12 @@ _DATA = _Paths("H", {k: f'$."{k}"' for k in DATA_KEYS})
 
 
 def _shape_select(shape: str, source: str, extract: str, system: dict[str, str], d: Get | None,
-                  data: str, raw: str) -> str:
-    """One shape's rows: system columns from `system`, then the hot columns, data and raw.
+                  data: str, doc_is: str) -> str:
+    """One shape's rows: system columns from `system`, then the hot columns, `data` and `doc_is`.
 
+    `doc_is` says where the original document is stored: 'raw' (kept beside `data`), or 'data'
+    (the document is its own event data). The document itself is not copied here: the writer takes
+    it straight from the batch, which saves copying the largest column twice.
     Nested because the hot columns read the normalised channel and event_id (and, when `d` is
     None, the fields of the freshly built `data`).
     """
@@ -207,7 +210,7 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     inner = f"""(
     SELECT *,
       {sys_cols},
-      {data} AS data, {raw} AS raw
+      {data} AS data
     FROM (SELECT *, {extract} FROM {source})
   )"""
     if d is None:
@@ -216,7 +219,7 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     return f"""
   SELECT seq, source_id, '{shape}' AS shape, ts, host, channel, provider, event_id, record_id, level, user_sid,
     {_hot_columns(d)},
-    data, raw
+    data::JSON AS data, '{doc_is}' AS doc_is
   FROM {inner}"""
 
 
@@ -262,7 +265,7 @@ def _evtx_select(source: str) -> str:
             "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId") else g("d." + key)
 
     data = f"CASE WHEN {g('user_data')} IS NOT NULL THEN coalesce({user_data}, {g('user_data')}) END"
-    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "doc")
+    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -313,8 +316,8 @@ def _nxlog_select(source: str) -> str:
         "level": f"coalesce(try_cast({g('level')} AS SMALLINT), {_level(g('severity'))})",
         "user_sid": g("sid"),
     }
-    # Stored once: `data` is the document verbatim, so `raw` would only repeat it.
-    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, lambda k: g("d." + k), "doc", "NULL")
+    # Stored once: the document verbatim is the event data, so `raw` would only repeat it.
+    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, lambda k: g("d." + k), "NULL", "data")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -457,7 +460,7 @@ def _ecs_select(source: str) -> str:
     inner = f"(SELECT *, coalesce(try_cast({g('eid')} AS INTEGER), try_cast({g('code')} AS INTEGER)) AS {_EID} " \
             f"FROM (SELECT *, {_ECS.extract('doc')} FROM {source}))"
     return _shape_select("ecs", inner, "NULL AS _none", system, None,
-                         _merge(_ecs_backfill(), event_data, user_data), "doc")
+                         _merge(_ecs_backfill(), event_data, user_data), "raw")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -488,7 +491,7 @@ def _wlb6_select(source: str) -> str:
         "user_sid": g("sid"),
     }
     data = _merge("json_extract(doc, '$.event_data')", "json_extract(doc, '$.user_data')")
-    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "doc")
+    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "raw")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -497,29 +500,36 @@ SHAPE_SELECTS = {"evtx": _evtx_select, "nxlog": _nxlog_select, "ecs": _ecs_selec
 
 
 def classify_sql(batch: str) -> str:
-    """Rows of `batch(seq, rec_id, line, doc)` with `doc` unwrapped from `_source` and a `shape`."""
+    """(source_id, seq, line, shape) of each document of `batch(seq, rec_id, line, doc, source_id)`.
+
+    Only the top-level keys are read; 'hit' marks an Elasticsearch hit to unwrap and classify again.
+    """
     return f"""
-WITH u AS (
-  SELECT seq, rec_id, line, source_id,
-         CASE WHEN contains(doc, '"_source"')
-              THEN coalesce(try(json_extract(doc, '$._source'))::VARCHAR, doc) ELSE doc END AS doc
-  FROM {batch}
-)
-SELECT *,
+SELECT source_id, seq, line,
   CASE WHEN k IS NULL THEN 'malformed'
+       WHEN list_contains(k, '_source') THEN 'hit'
        WHEN list_contains(k, 'Event') THEN 'evtx'
        WHEN list_contains(k, 'winlog') THEN 'ecs'
        WHEN list_contains(k, 'event_data') OR (list_contains(k, 'log_name') AND list_contains(k, 'event_id'))
             THEN 'wlb6'
        WHEN list_contains(k, 'EventID') THEN 'nxlog'
        ELSE 'unknown' END AS shape
-FROM (SELECT *, try(json_keys(doc)) AS k FROM u)
+FROM (SELECT source_id, seq, line, try(json_keys(doc)) AS k FROM {batch})
 """
 
 
-def normalise_sql(classified: str, shapes: list[str]) -> str:
-    """Normalised rows of the given shapes from a classified table (see classify_sql)."""
-    parts = [SHAPE_SELECTS[s](f"(SELECT * FROM {classified} WHERE shape = '{s}')") for s in shapes]
+def unwrap_hits_sql(batch: str, classified: str) -> str:
+    """The `_source` documents of the hits in `batch`, as a batch of their own."""
+    return f"""
+SELECT b.seq, b.rec_id, b.line, json_extract(b.doc, '$._source')::VARCHAR AS doc, b.source_id
+FROM {batch} b JOIN {classified} c USING (source_id, seq) WHERE c.shape = 'hit'
+"""
+
+
+def normalise_sql(docs: str, classified: str, shapes: list[str]) -> str:
+    """Normalised rows of the given shapes: `docs` is a batch, `classified` its classify_sql rows."""
+    parts = [SHAPE_SELECTS[s](f"(SELECT b.* FROM {docs} b JOIN {classified} c USING (source_id, seq) "
+                              f"WHERE c.shape = '{s}')") for s in shapes]
     return "\nUNION ALL\n".join(parts)
 
 

@@ -27,7 +27,7 @@ from ..schema import EVENT_COLUMN_NAMES
 from .damage import Damage, Problem
 from .evtx_reader import read_evtx_python, read_evtx_rust
 from .json_reader import read_json_documents, read_json_lines
-from .normalise import SHAPE_SELECTS, classify_sql, evtx_sql, normalise_sql
+from .normalise import EVTX_EVENT_DATA, SHAPE_SELECTS, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
 from .sources import (
     Evidence,
     describe_head,
@@ -369,43 +369,60 @@ class _Writer(threading.Thread):
         files = {int(sid): self._files[int(sid)] for sid in table.column("source_id").unique().to_pylist()}
         con = self.con
         con.register("_batch", table)
-        evtx_only = all(f.kind == "evtx" for f in files.values())
-        if evtx_only:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS {_with_source(evtx_sql('_batch'))}")
-            for f in files.values():
-                f.shapes["evtx"] = f.shapes.get("evtx", 0)
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _cls AS {classify_sql('_batch')}")
-            self._note_bad_documents(files)
-            shapes = [s for (s,) in con.execute(
-                "SELECT DISTINCT shape FROM _cls").fetchall() if s in SHAPE_SELECTS]
-            for sid, shape, n in con.execute(
-                    "SELECT source_id, shape, count(*) FROM _cls GROUP BY ALL").fetchall():
-                if shape in SHAPE_SELECTS:
-                    files[sid].shapes[shape] = files[sid].shapes.get(shape, 0) + n
-            if shapes:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS "
-                            f"{_with_source(normalise_sql('_cls', shapes))}")
+        docs = "_batch"
+        try:
+            if all(f.kind == "evtx" for f in files.values()):
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS {_with_source(evtx_sql('_batch'))}")
             else:
-                con.execute("DROP TABLE IF EXISTS _norm")
-        con.unregister("_batch")
-        if not _has_table(con, "_norm"):
-            return
-        if self.dedupe:
-            for sid, n in _drop_duplicates(con):
-                files[sid].duplicates += n
-        for sid, n in con.execute("SELECT source_id, count(*) FROM _norm GROUP BY ALL").fetchall():
-            files[sid].stored += n
-        con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm ORDER BY eid")
-        con.execute("INSERT INTO event_data SELECT eid, data, raw FROM _norm ORDER BY eid")
-        # Field names for the filter language: the event-data keys, from one event per kind.
-        con.execute("""INSERT INTO fields
-            SELECT k, count(*) FROM (
-              SELECT unnest(json_keys(coalesce(data, json_extract(raw, '$.Event.EventData')))) AS k
-              FROM (SELECT any_value(data) AS data, any_value(raw) AS raw
-                    FROM _norm GROUP BY channel, event_id, provider))
-            WHERE k IS NOT NULL GROUP BY k""")
-        con.execute("DROP TABLE _norm")
+                docs = self._classify(files)
+                if docs is None:
+                    return
+            if self.dedupe:
+                for sid, n in _drop_duplicates(con):
+                    files[sid].duplicates += n
+            for sid, n in con.execute("SELECT source_id, count(*) FROM _norm GROUP BY ALL").fetchall():
+                files[sid].stored += n
+            con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm ORDER BY eid")
+            # The document comes straight from the batch: it is the largest column by far.
+            con.execute(f"""INSERT INTO event_data
+                SELECT n.eid, CASE WHEN n.doc_is = 'data' THEN b.doc::JSON ELSE n.data END,
+                       CASE WHEN n.doc_is = 'raw' THEN b.doc END
+                FROM _norm n JOIN {docs} b USING (source_id, seq) ORDER BY n.eid""")
+            # Field names for the filter language: the event-data keys of one event of each kind.
+            con.execute(f"""INSERT INTO fields
+                SELECT k, count(*) FROM (
+                  SELECT unnest(json_keys(coalesce(data, json_extract(raw, '{EVTX_EVENT_DATA}')))) AS k
+                  FROM event_data WHERE eid IN (
+                    SELECT any_value(eid) FROM _norm GROUP BY channel, event_id, provider))
+                WHERE k IS NOT NULL GROUP BY k""")
+        finally:
+            con.unregister("_batch")
+            con.execute("DROP TABLE IF EXISTS _norm")
+            con.execute("DROP TABLE IF EXISTS _hits")
+
+    def _classify(self, files: dict[int, _File]) -> str | None:
+        """Classify a JSON batch into _cls and normalise it into _norm; returns the docs relation."""
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cls AS {classify_sql('_batch')}")
+        docs = "_batch"
+        if con.execute("SELECT count(*) FROM _cls WHERE shape = 'hit'").fetchall()[0][0]:
+            # Elasticsearch hits: unwrap _source, classify again, and take docs from both.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _hits AS {unwrap_hits_sql('_batch', '_cls')}")
+            con.execute("DELETE FROM _cls WHERE shape = 'hit'")
+            con.execute(f"INSERT INTO _cls {classify_sql('_hits')}")
+            docs = ("(SELECT * FROM _batch b WHERE NOT EXISTS (SELECT 1 FROM _hits h WHERE h.source_id = b.source_id"
+                    " AND h.seq = b.seq) UNION ALL SELECT * FROM _hits)")
+        self._note_bad_documents(files)
+        shapes = []
+        for sid, shape, n in con.execute("SELECT source_id, shape, count(*) FROM _cls GROUP BY ALL").fetchall():
+            if shape in SHAPE_SELECTS:
+                files[sid].shapes[shape] = files[sid].shapes.get(shape, 0) + n
+                shapes.append(shape)
+        if not shapes:
+            return None
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS "
+                    f"{_with_source(normalise_sql(docs, '_cls', sorted(set(shapes))))}")
+        return docs
 
     def _note_bad_documents(self, files: dict[int, _File]) -> None:
         rows = self.con.execute("""
@@ -422,11 +439,6 @@ class _Writer(threading.Thread):
 
 def _with_source(sql: str) -> str:
     return f"SELECT (CAST(n.source_id AS BIGINT) << 32) | n.seq AS eid, n.* FROM ({sql}) n"
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [name]).fetchall()[0][0])
 
 
 def _drop_duplicates(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
