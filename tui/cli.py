@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -260,13 +260,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     wal = Path(str(case_path) + ".wal")
     if wal.exists():
         wal.unlink()
-    with tempfile.TemporaryDirectory(prefix="ashiato-demo-") as tmp:
-        write_all(incident(seed=args.seed), Path(tmp))
-        t0 = time.perf_counter()
-        with Case(case_path) as case:
-            report = ingest(case, [tmp])
-        print(f"demo case {case_path}: {report.records:,} events from {len(report.files)} generated files "
-              f"in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    # The generated exports stay beside the case: its sources table points at them.
+    files = case_path.with_name(case_path.stem + "-files")
+    if files.exists():
+        shutil.rmtree(files)
+    files.mkdir(parents=True)
+    write_all(incident(seed=args.seed), files)
+    t0 = time.perf_counter()
+    with Case(case_path) as case:
+        report = ingest(case, [files])
+    print(f"demo case {case_path}: {report.records:,} events from {len(report.files)} generated files "
+          f"({report.duplicates:,} copies of the same events in other shapes) in {time.perf_counter() - t0:.1f}s",
+          file=sys.stderr)
     if args.no_tui or not sys.stdout.isatty():
         return cmd_stats(argparse.Namespace(case=str(case_path), format="table"))
     return _open_tui([str(case_path)])

@@ -362,6 +362,10 @@ _ECS = _Paths("L", {
     "file_path": "$.file.path",
     "dns_name": "$.dns.question.name",
     "reg_path": "$.registry.path",
+    "ps_text": "$.powershell.file.script_block_text",
+    "ps_id": "$.powershell.file.script_block_id",
+    "ps_seq": "$.powershell.sequence",
+    "ps_total": "$.powershell.total",
 })
 _SYS = f"lower({_ECS.get('channel')}) = lower('{SYSMON_CHANNEL}')"
 _EID = "ecs_eid"
@@ -397,6 +401,13 @@ _ECS_BACKFILL: list[tuple[str, str, str]] = [
     ("QueryName", "dns_name", _SYS),
     ("TargetObject", "reg_path", _SYS),
     ("LogonId", "logon_id", _SYS),
+    # The sysmon module drops UtcTime and overwrites @timestamp with it.
+    ("UtcTime", "ts", _SYS),
+    # The powershell module empties event_data for 4104 into powershell.*.
+    ("ScriptBlockText", "ps_text", "TRUE"),
+    ("ScriptBlockId", "ps_id", "TRUE"),
+    ("MessageNumber", "ps_seq", "TRUE"),
+    ("MessageTotal", "ps_total", "TRUE"),
 ]
 # winlog.logon.id is the target LogonId for these events and the subject LogonId for the rest;
 # user.* is the Target* account for these, the Subject* account otherwise.

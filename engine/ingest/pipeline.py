@@ -441,23 +441,28 @@ def _with_source(sql: str) -> str:
     return f"SELECT (CAST(n.source_id AS BIGINT) << 32) | n.seq AS eid, n.* FROM ({sql}) n"
 
 
+# Shapes carry an event's time at different precision (NXLog's EventTime has whole seconds, a
+# Sysmon export's time is UtcTime rather than TimeCreated), so the same event from two exports
+# matches on host, channel and record id with times this close.
+DUPLICATE_WINDOW_SECONDS = 2
+
+
 def _drop_duplicates(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
-    """Drop rows whose (host, channel, record_id, ts) is already stored, or repeats in the batch.
+    """Drop rows already stored, or repeated earlier in the batch: same (host, channel, record_id)
+    and times within DUPLICATE_WINDOW_SECONDS. Returns (source_id, rows dropped).
 
     Events without a record id cannot be told apart from a genuine repeat, so they are all kept.
-    Returns (source_id, rows dropped).
     """
-    con.execute("""CREATE OR REPLACE TEMP TABLE _dup AS
-        SELECT eid, source_id FROM _norm n
+    same = f"""lower(x.host) IS NOT DISTINCT FROM lower(n.host) AND x.channel IS NOT DISTINCT FROM n.channel
+               AND x.record_id = n.record_id
+               AND abs(epoch(x.ts) - epoch(n.ts)) <= {DUPLICATE_WINDOW_SECONDS}"""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _dup AS
+        SELECT n.eid, n.source_id FROM _norm n
         WHERE n.record_id IS NOT NULL AND (
-              EXISTS (SELECT 1 FROM events e
-                      WHERE e.record_id = n.record_id AND e.host IS NOT DISTINCT FROM n.host
-                        AND e.channel IS NOT DISTINCT FROM n.channel AND e.ts IS NOT DISTINCT FROM n.ts))
-        UNION ALL
-        SELECT eid, source_id FROM _norm n WHERE n.record_id IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY n.host, n.channel, n.record_id, n.ts ORDER BY n.eid) > 1""")
+              EXISTS (SELECT 1 FROM events x WHERE {same})
+           OR EXISTS (SELECT 1 FROM _norm x WHERE x.eid < n.eid AND {same}))""")
     dropped = [(int(a), int(b)) for a, b in con.execute(
-        "SELECT source_id, count(DISTINCT eid) FROM _dup GROUP BY ALL").fetchall()]
+        "SELECT source_id, count(*) FROM _dup GROUP BY ALL").fetchall()]
     if dropped:
         con.execute("DELETE FROM _norm WHERE eid IN (SELECT eid FROM _dup)")
     con.execute("DROP TABLE _dup")
