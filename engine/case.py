@@ -26,7 +26,7 @@ class Case:
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise CaseError(f"{self.path}: no such case file")
-        config: dict[str, str | int | bool] = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "memory_limit": memory_limit,
             "temp_directory": str(Path(tempfile.gettempdir()) / "ashiato-spill"),
             # The case is evidence-derived; never reach out to the network for extensions.

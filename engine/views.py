@@ -34,7 +34,7 @@ class View:
 
     @property
     def count(self) -> int:
-        return self.total if self.positions is None else int(len(self.positions))
+        return self.total if self.positions is None else len(self.positions)
 
     def pos_at(self, index: int) -> int:
         return index if self.positions is None else int(self.positions[index])

@@ -44,8 +44,8 @@ def read_evtx_rust(path: Path, damage: Damage, batch_size: int) -> Iterator[Batc
                 consecutive = 0
                 seqs.append(seq)
                 seq += 1
-                ids.append(rec["event_record_id"])
-                docs.append(rec["data"])
+                ids.append(rec["event_record_id"])  # type: ignore[index]
+                docs.append(rec["data"])  # type: ignore[index]
                 if len(docs) >= batch_size:
                     yield seqs, ids, docs
                     seqs, ids, docs = [], [], []

@@ -175,7 +175,10 @@ def _hot_columns(d: Get) -> str:
         "target_image": d("TargetImage"),
         "target_guid": _guid(f"coalesce({d('TargetProcessGUID')}, {d('TargetProcessGuid')})"),
         "target_pid": _int(d("TargetProcessId"), "BIGINT"),
-        "granted_access": _int(f"coalesce({d('GrantedAccess')}, {d('AccessMask')})", "UINTEGER"),
+        # The winlogbeat security module turns AccessMask into a list of one.
+        "granted_access": _int(
+            f"coalesce({d('GrantedAccess')}, CASE WHEN left({d('AccessMask')}, 1) = '[' "
+            f"THEN json_extract_string({d('AccessMask')}, '$[0]') ELSE {d('AccessMask')} END)", "UINTEGER"),
         "object_name": _dash_null(
             f"coalesce({d('ObjectName')}, {d('TargetFilename')}, {d('TargetObject')}, {d('ShareName')})"),
         "privileges": (

@@ -10,6 +10,7 @@ After the files, new events get their positions in the timeline order.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -148,13 +149,13 @@ def ingest(
     hashes_this_run: dict[str, str] = {}
     next_id = _count(case.con, "SELECT coalesce(max(source_id), 0) + 1 FROM sources")
     try:
-        for index, ev in enumerate(evidence):
-            def tick(*, _i: int = index, _ev: Evidence = ev) -> None:
-                if on_progress:
-                    on_progress(Progress(_i, len(evidence), str(_ev.path), done_bytes, total_bytes,
-                                         writer.records_read, time.perf_counter() - started))
+        def tick(index: int, ev: Evidence) -> None:
+            if on_progress:
+                on_progress(Progress(index, len(evidence), str(ev.path), done_bytes, total_bytes,
+                                     writer.records_read, time.perf_counter() - started))
 
-            tick()
+        for index, ev in enumerate(evidence):
+            tick(index, ev)
             digest = sha256_of(ev.path)
             already = hashes_this_run.get(digest) if dedupe else None
             if dedupe and already is None:
@@ -180,7 +181,7 @@ def ingest(
                     writer.put(("batch", f, table))
                     writer.records_read += table.num_rows
                     writer.check()
-                    tick()
+                    tick(index, ev)
             writer.put(("end", f, None))
             entries.append(f)
             done_bytes += ev.bytes
@@ -217,7 +218,7 @@ def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
         stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
         first_line = stripped.split(b"\n", 1)[0].strip()
         if stripped.startswith(b"{") and _is_json(first_line):
-            yield from read_json_lines(_Prepend(head, stream), f.damage)
+            yield from read_json_lines(_Prepend(head, stream), f.damage)  # type: ignore[arg-type]
             return
         text = (head + stream.read()).decode("utf-8-sig", errors="replace")
     yield from read_json_documents(text, f.damage, batch_rows)
@@ -295,16 +296,12 @@ class _Writer(threading.Thread):
     def abort(self) -> None:
         self._stop_now.set()
         if self.is_alive():
-            try:
+            with contextlib.suppress(duckdb.Error):
                 self.con.interrupt()
-            except duckdb.Error:
-                pass
             self.join(30)
         if self._in_tx:
-            try:
+            with contextlib.suppress(duckdb.Error):
                 self.con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
             self._in_tx = False
 
     # -- the writing side ------------------------------------------------------------------------------
@@ -338,10 +335,8 @@ class _Writer(threading.Thread):
         except BaseException as exc:
             self.error = exc
             if self._in_tx:
-                try:
+                with contextlib.suppress(duckdb.Error):
                     self.con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
                 self._in_tx = False
 
     def _begin(self) -> None:
@@ -369,7 +364,7 @@ class _Writer(threading.Thread):
         files = {int(sid): self._files[int(sid)] for sid in table.column("source_id").unique().to_pylist()}
         con = self.con
         con.register("_batch", table)
-        docs = "_batch"
+        docs: str | None = "_batch"
         try:
             if all(f.kind == "evtx" for f in files.values()):
                 con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS {_with_source(evtx_sql('_batch'))}")

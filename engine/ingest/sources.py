@@ -55,7 +55,7 @@ def open_evidence(path: Path) -> Iterator[IO[bytes]]:
         raw.seek(0)
         if magic == GZIP_MAGIC:
             with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                yield gz
+                yield gz  # type: ignore[misc]
         else:
             yield raw
 
