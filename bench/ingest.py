@@ -174,8 +174,6 @@ def main() -> None:
     print(json.dumps({"json": results["json"]}), flush=True)
 
     if not args.skip_memory_4x:
-        quarter = build_json(work / "quarter", args.json_bytes / 4) if False else None  # noqa: SIM108
-        del quarter
         small = run_ingest(work / "mem1.duckdb", [root])
         root4, _ = replicate_evtx(work, int(args.evtx_records) * 4)
         large = run_ingest(work / "mem4.duckdb", [root4])

@@ -21,7 +21,7 @@ class Case:
     """A case file. One connection, owned here; every worker thread takes its own `cursor()`."""
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
-                 memory_limit: str = "1GB", threads: int | None = None) -> None:
+                 memory_limit: str = "512MB", threads: int | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
         if read_only and not self.path.exists():

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from .damage import Damage
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 16 << 20
 
 
 def read_json_lines(stream: IO[bytes], damage: Damage, first_line: int = 1) -> Iterator[pa.Table]:

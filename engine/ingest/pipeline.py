@@ -42,6 +42,8 @@ from .sources import (
 
 Parser = Literal["evtx", "python-evtx"]
 BATCH_ROWS = 50_000
+# Normalise once this much document text is waiting: bounds memory whatever the record size.
+BATCH_BYTES = 48 << 20
 # A transaction holding several small files is committed once it has this many rows or seconds.
 GROUP_ROWS = 200_000
 GROUP_SECONDS = 5.0
@@ -262,12 +264,13 @@ class _Writer(threading.Thread):
         self.con = case.con
         self.dedupe = dedupe
         self.batch_rows = batch_rows
-        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=4)
+        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.records_read = 0
         self._stop_now = threading.Event()
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._group: list[_File] = []
         self._group_started = 0.0
         self._group_rows = 0
@@ -320,7 +323,8 @@ class _Writer(threading.Thread):
                     self._pending.append(table.append_column("source_id", pa.array(
                         [f.source_id] * table.num_rows, pa.int32())))
                     self._pending_rows += table.num_rows
-                    if self._pending_rows >= self.batch_rows:
+                    self._pending_bytes += table.nbytes
+                    if self._pending_rows >= self.batch_rows or self._pending_bytes >= BATCH_BYTES:
                         self._flush()
                 elif kind == "end":
                     assert f is not None
@@ -359,7 +363,7 @@ class _Writer(threading.Thread):
         if not self._pending:
             return
         table = pa.concat_tables(self._pending)
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._group_rows += table.num_rows
         files = {int(sid): self._files[int(sid)] for sid in table.column("source_id").unique().to_pylist()}
         con = self.con
