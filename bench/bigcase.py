@@ -53,7 +53,7 @@ def build(out: Path, events: int) -> None:
                 shift = k << 44
                 con.execute(f"""INSERT INTO events SELECT * REPLACE (
                         eid + {shift} AS eid, NULL AS pos, ts + INTERVAL ({k}) DAY AS ts,
-                        record_id + {k} * 100000000 AS record_id) FROM base_ev""")
+                        record_id + CAST({k} AS BIGINT) * 100000000 AS record_id) FROM base_ev""")
                 con.execute(f"INSERT INTO event_data SELECT eid + {shift}, data, raw FROM base_d")
             if k % 10 == 0:
                 print(f"  copy {k}/{copies}", file=sys.stderr)

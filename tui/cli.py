@@ -308,7 +308,14 @@ def _open_read_only(path: str) -> Any:
     from engine import Case, CaseError
 
     try:
-        return Case(path, read_only=True).cursor()
+        case = Case(path, read_only=True)
+        if case.unordered_events():
+            # An interrupted ingest committed files but did not order them: opening the case
+            # read-write once orders them, then reading goes on read-only.
+            case.close()
+            Case(path).close()
+            case = Case(path, read_only=True)
+        return case.cursor()
     except CaseError as exc:
         raise _UserError(str(exc)) from exc
 
