@@ -12,6 +12,7 @@ resolved against known names before they reach the query.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -128,7 +129,7 @@ def _read_value(text: str, pos: int, start: int) -> tuple[str, int]:
         if text[pos] == '"':
             end = pos + 1
             while end < n and text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
+                end += 2 if text.startswith('\\"', end) else 1
             if end >= n:
                 raise FilterError("unclosed quote", pos, text[pos:])
             out.append(text[pos : end + 1])
@@ -156,8 +157,9 @@ def _split_values(value: str) -> list[str]:
 
 
 def _unquote(value: str) -> str:
+    # Backslashes are literal (Windows paths are full of them); only \" stands for a quote.
     if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        return value[1:-1].replace('\\"', '"')
     return value
 
 
@@ -296,17 +298,29 @@ class Compiler:
         return f"e.eid IN (SELECT d.eid FROM event_data d WHERE {' OR '.join(ors)})", params
 
     def _anywhere(self, value: str) -> tuple[str, list[Any]]:
-        like = "%" + _like(value) + "%"
-        cols = " OR ".join(f"e.{c} ILIKE ? ESCAPE '\\'" for c in TEXT_COLUMNS)
-        params: list[Any] = [like] * len(TEXT_COLUMNS)
+        """A substring of any field, case-insensitive; `*` is a wildcard.
+
+        RE2 with (?i) measured about five times faster than ILIKE over the original documents.
+        Those are JSON text, where `C:\\Windows` is written `C:\\\\Windows`: the JSON-escaped
+        spelling of the value is searched for too.
+        """
+        pattern = _regex(value)
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+        doc_pattern = pattern if escaped == value else f"{pattern[:4]}(?:{pattern[4:]}|{_regex(escaped)[4:]})"
+        cols = " OR ".join(f"regexp_matches(e.{c}, ?)" for c in TEXT_COLUMNS)
+        params: list[Any] = [pattern] * len(TEXT_COLUMNS)
         number = _parse_number(value)
         extra = ""
         if number is not None:
             extra = " OR e.event_id = ?"
             params.append(number)
         sql = (f"{cols}{extra} OR e.eid IN (SELECT d.eid FROM event_data d WHERE "
-               f"coalesce(d.data::VARCHAR, '') ILIKE ? ESCAPE '\\' OR coalesce(d.raw, '') ILIKE ? ESCAPE '\\')")
-        return sql, [*params, like, like]
+               f"regexp_matches(d.raw, ?) OR regexp_matches(d.data, ?))")
+        return sql, [*params, doc_pattern, doc_pattern]
+
+
+def _regex(value: str) -> str:
+    return "(?i)" + ".*".join(re.escape(part) for part in value.split("*"))
 
 
 def compile_filter(text: str, field_names: list[str] | None = None) -> Compiled:
