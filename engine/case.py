@@ -60,6 +60,7 @@ class Case:
             self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         elif int(rows[0][0]) > SCHEMA_VERSION:
             raise CaseError(f"{self.path}: case written by a newer ashiato (schema {rows[0][0]})")
+        self.drop_incomplete_files()
         if self.unordered_events():
             # An ingest was interrupted after committing files but before ordering them.
             self.reorder()
@@ -88,6 +89,26 @@ class Case:
             raise
         else:
             self.con.execute("COMMIT")
+
+    def incomplete_files(self) -> list[int]:
+        return [int(r[0]) for r in self.con.execute(
+            "SELECT source_id FROM sources WHERE NOT complete").fetchall()]
+
+    def needs_repair(self) -> bool:
+        """True after an interrupted ingest, until the case is opened read-write once."""
+        return bool(self.incomplete_files() or self.unordered_events())
+
+    def drop_incomplete_files(self) -> None:
+        """Remove the events of files whose ingest was interrupted part-way: a file is in the case
+        whole or not at all, and ingesting it again stores it whole."""
+        ids = self.incomplete_files()
+        if not ids:
+            return
+        with self.transaction() as con:
+            con.execute("DELETE FROM event_data WHERE (eid >> 32) IN (SELECT unnest(?))", [ids])
+            con.execute("DELETE FROM events WHERE source_id IN (SELECT unnest(?))", [ids])
+            con.execute("DELETE FROM ingest_errors WHERE source_id IN (SELECT unnest(?))", [ids])
+            con.execute("DELETE FROM sources WHERE source_id IN (SELECT unnest(?))", [ids])
 
     # -- ordering --------------------------------------------------------------------------------------
     def unordered_events(self) -> int:

@@ -93,7 +93,8 @@ def ddl() -> list[str]:
   skipped BIGINT,
   first_error VARCHAR,
   seconds DOUBLE,
-  ingested_at TIMESTAMP
+  ingested_at TIMESTAMP,
+  complete BOOLEAN DEFAULT TRUE
 )""",
         """CREATE TABLE IF NOT EXISTS ingest_errors (
   source_id INTEGER,

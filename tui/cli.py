@@ -309,9 +309,9 @@ def _open_read_only(path: str) -> Any:
 
     try:
         case = Case(path, read_only=True)
-        if case.unordered_events():
-            # An interrupted ingest committed files but did not order them: opening the case
-            # read-write once orders them, then reading goes on read-only.
+        if case.needs_repair():
+            # After an interrupted ingest, opening the case read-write once drops the files it
+            # left part-way and orders the rest; then reading goes on read-only.
             case.close()
             Case(path).close()
             case = Case(path, read_only=True)

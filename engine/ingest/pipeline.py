@@ -46,6 +46,7 @@ BATCH_ROWS = 50_000
 BATCH_BYTES = 48 << 20
 # A transaction holding several small files is committed once it has this many rows or seconds.
 GROUP_ROWS = 200_000
+GROUP_BYTES = 96 << 20
 GROUP_SECONDS = 5.0
 SHAPE_NAMES = {
     "evtx": "EVTX",
@@ -162,7 +163,7 @@ def ingest(
             already = hashes_this_run.get(digest) if dedupe else None
             if dedupe and already is None:
                 rows = case.cursor().execute(
-                    "SELECT path FROM sources WHERE sha256 = ? LIMIT 1", [digest]).fetchall()
+                    "SELECT path FROM sources WHERE sha256 = ? AND complete LIMIT 1", [digest]).fetchall()
                 already = rows[0][0] if rows else None
             if already is not None:
                 entries.append(FileResult(str(ev.path), "already in case",
@@ -274,6 +275,7 @@ class _Writer(threading.Thread):
         self._group: list[_File] = []
         self._group_started = 0.0
         self._group_rows = 0
+        self._group_bytes = 0
         self._in_tx = False
         self._files: dict[int, _File] = {}
 
@@ -326,11 +328,14 @@ class _Writer(threading.Thread):
                     self._pending_bytes += table.nbytes
                     if self._pending_rows >= self.batch_rows or self._pending_bytes >= BATCH_BYTES:
                         self._flush()
+                        if self._group_rows >= GROUP_ROWS or self._group_bytes >= GROUP_BYTES:
+                            self._commit_partial(f)
                 elif kind == "end":
                     assert f is not None
                     self._begin()
                     self._group.append(f)
                     if (self._group_rows + self._pending_rows >= GROUP_ROWS
+                            or self._group_bytes + self._pending_bytes >= GROUP_BYTES
                             or time.perf_counter() - self._group_started > GROUP_SECONDS):
                         self._commit()
                 elif kind == "finish":
@@ -349,6 +354,7 @@ class _Writer(threading.Thread):
             self._in_tx = True
             self._group_started = time.perf_counter()
             self._group_rows = 0
+            self._group_bytes = 0
 
     def _commit(self) -> None:
         if not self._in_tx:
@@ -359,10 +365,23 @@ class _Writer(threading.Thread):
         self._in_tx = False
         self._group = []
 
+    def _commit_partial(self, f: _File) -> None:
+        """Commit in the middle of a large file, so memory stays flat whatever the file's size.
+
+        The file's `sources` row says it is not complete yet; opening the case drops the events
+        of such a file (an interrupted ingest), so a file is still all there or not there at all.
+        """
+        _record_sources(self.con, [*self._group, f], partial=f)
+        self.con.execute("COMMIT")
+        self._in_tx = False
+        self._group = []
+        self._begin()
+
     def _flush(self) -> None:
         if not self._pending:
             return
         table = pa.concat_tables(self._pending)
+        self._group_bytes += self._pending_bytes
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._group_rows += table.num_rows
         files = {int(sid): self._files[int(sid)] for sid in table.column("source_id").unique().to_pylist()}
@@ -387,12 +406,13 @@ class _Writer(threading.Thread):
                 SELECT n.eid, CASE WHEN n.doc_is = 'data' THEN b.doc::JSON ELSE n.data END,
                        CASE WHEN n.doc_is = 'raw' THEN b.doc END
                 FROM _norm n JOIN {docs} b USING (source_id, seq) ORDER BY n.eid""")
-            # Field names for the filter language: the event-data keys of one event of each kind.
+            # Field names for the filter language: every event-data key, read where each shape keeps it.
             con.execute(f"""INSERT INTO fields
                 SELECT k, count(*) FROM (
-                  SELECT unnest(json_keys(coalesce(data, json_extract(raw, '{EVTX_EVENT_DATA}')))) AS k
-                  FROM event_data WHERE eid IN (
-                    SELECT any_value(eid) FROM _norm GROUP BY channel, event_id, provider))
+                  SELECT unnest(CASE WHEN n.data IS NOT NULL THEN json_keys(n.data)
+                                     WHEN n.doc_is = 'raw' THEN json_keys(b.doc, '{EVTX_EVENT_DATA}')
+                                     ELSE json_keys(b.doc) END) AS k
+                  FROM _norm n JOIN {docs} b USING (source_id, seq))
                 WHERE k IS NOT NULL GROUP BY k""")
         finally:
             con.unregister("_batch")
@@ -472,8 +492,11 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
 
 
-def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File]) -> None:
-    """The `sources` rows (and kept problems) of a group of files, in one statement each."""
+def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File], *, partial: _File | None = None) -> None:
+    """The `sources` rows (and kept problems) of a group of files, in one statement each.
+
+    `partial` is a file still being read: its row is written as not complete, and replaced later.
+    """
     rows: list[list[object]] = []
     errors: list[list[object]] = []
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -485,7 +508,10 @@ def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File]) -> None:
         if f.kind == "evtx" and f.seen == 0 and not f.damage.problems:
             f.damage.note(None, "EVTX file holds no records")
         rows.append([f.source_id, str(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
-                     f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3), now])
+                     f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3), now,
+                     f is not partial])
+        if f is partial:
+            continue
         errors += [[f.source_id, str(f.evidence.path), p.location, p.message] for p in f.damage.problems]
         status: Literal["ingested", "skipped"] = "ingested" if (f.stored or f.duplicates or (
             f.kind == "evtx" and f.seen)) else "skipped"
@@ -493,6 +519,8 @@ def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File]) -> None:
             str(f.evidence.path), status, shape=SHAPE_NAMES.get(shape or "", shape), records=f.stored,
             duplicates=f.duplicates, skipped=f.damage.skipped, seconds=seconds, problems=f.damage.problems,
             message=f.damage.first_error)
+    # A file committed partially before has a row already: this one replaces it.
+    con.execute("DELETE FROM sources WHERE source_id IN (SELECT unnest(?))", [[r[0] for r in rows]])
     _insert_rows(con, "sources", rows)
     _insert_rows(con, "ingest_errors", errors)
 
