@@ -55,6 +55,8 @@ class Case:
     def _create(self) -> None:
         for stmt in ddl():
             self.con.execute(stmt)
+        # Cases written before `complete` existed: every file in them was stored whole.
+        self.con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS complete BOOLEAN DEFAULT TRUE")
         rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
         if not rows:
             self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

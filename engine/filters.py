@@ -41,6 +41,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "guid": ("process_guid", "parent_guid", "target_guid"),
     "access": ("granted_access",),
     "object": ("object_name",),
+    # what was acted on: the process opened (Sysmon 8/10) or the object of a handle (4656/4663)
+    "target": ("target_image", "object_name"),
     "service": ("service_name",),
     "task": ("task_name",),
     "workstation": ("workstation",),
@@ -118,6 +120,8 @@ def tokenize(text: str) -> list[Term]:
             if value == "":
                 raise FilterError(f'no value after "{fname}:"', start, text[start:pos])
         values = [_unquote(v) for v in _split_values(value)] if fname is not None else [_unquote(value)]
+        if not values:
+            raise FilterError(f'no value after "{fname}:"', start, text[start:pos])
         terms.append(Term(start, text[start:pos], negate, fname, op, values))
     return terms
 
@@ -172,16 +176,21 @@ def parse_time(value: str) -> datetime:
     if dt.tzinfo is not None:
         from datetime import UTC
 
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
+        try:
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(f"{value} is outside the calendar once converted to UTC") from None
     return dt
 
 
 def _parse_number(value: str) -> int | None:
+    """An integer in decimal or 0x hex, within what a column can hold (else None)."""
     v = value.strip().lower()
     try:
-        return int(v, 16) if v.startswith("0x") else int(v)
+        n = int(v, 16) if v.startswith("0x") else int(v)
     except ValueError:
         return None
+    return n if -(2**63) <= n < 2**64 else None
 
 
 def _like(value: str) -> str:
@@ -263,7 +272,8 @@ class Compiler:
         if typ in _NUMERIC:
             number = _parse_number(value)
             if number is None:
-                raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text)
+                raise FilterError(f'{t.field}: "{value}" is not a number (decimal or 0x hex, 64-bit)',
+                                      t.position, t.text)
             return f"{ref} {t.op} ?", [number]
         if typ == "TIMESTAMP":
             try:
@@ -286,7 +296,8 @@ class Compiler:
                 number = _parse_number(value) if t.op != "=" else None
                 if t.op != "=":
                     if number is None:
-                        raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text)
+                        raise FilterError(f'{t.field}: "{value}" is not a number (decimal or 0x hex, 64-bit)',
+                                      t.position, t.text)
                     ors.append(f"try_cast({expr} AS HUGEINT) {t.op} ?")
                     params += [path, path, number]
                 elif "*" in value:

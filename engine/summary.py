@@ -69,6 +69,21 @@ def summarise(row: Mapping[str, Any]) -> str:
             if code is not None:
                 parts.append(f"{_hex(code)} {decode.ntstatus(code) or ''}".strip())
         return "  ".join(parts)
+    if channel == "Security" and eid in (4768, 4769, 4771, 4776):
+        # Credential validation on a domain controller: who, from where, and the result.
+        status = g("status")
+        if eid == 4776:
+            meaning = "success" if status == 0 else decode.ntstatus(status)
+        else:
+            meaning = decode.kerberos_status(status)
+        parts = [str(g("target_user") or "")]
+        if eid == 4769 and g("service_name"):
+            parts.append(f"ticket for {g('service_name')}")
+        if g("src_ip"):
+            parts.append(f"from {g('src_ip')}")
+        if status is not None:
+            parts.append(f"{_hex(status)} {meaning or ''}".strip())
+        return "  ".join(p for p in parts if p)
     if (channel == "Security" and eid == 4688) or (sysmon and eid == 1):
         return f"{_base(g('parent_image')) or '?'} → {_args(g('process_image'), g('command_line'))}"
     if sysmon and eid in (8, 10):

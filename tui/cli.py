@@ -205,6 +205,8 @@ def _print_table(console: Any, title: str, rows: list[dict[str, Any]], Table: An
 
 # -- query / sql / export ----------------------------------------------------------------------------
 def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
     from engine import views
     from engine.filters import FilterError
 
@@ -213,6 +215,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         rows = views.query(cur, args.filter, limit=args.limit or None, offset=args.offset)
     except FilterError as exc:
         raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
+    except duckdb.Error as exc:
+        raise _UserError(f"query failed: {exc}") from exc
     columns = args.columns.split(",") if args.columns else QUERY_COLUMNS
     unknown = [c for c in columns if rows and c not in rows[0]]
     if unknown:
@@ -235,6 +239,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import duckdb
+
     from engine import views
     from engine.filters import FilterError
 
@@ -243,6 +249,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         n = views.export(cur, args.filter, args.output, args.format, marked_only=args.marked)
     except FilterError as exc:
         raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
+    except (duckdb.Error, OSError) as exc:
+        raise _UserError(f"export failed: {exc}") from exc
     print(f"{n:,} events written to {args.output}", file=sys.stderr)
     return 0
 

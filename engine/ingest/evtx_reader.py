@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,20 @@ def _where(message: str) -> str | None:
     return None
 
 
+def _exact_filetime(qword: int) -> datetime:
+    """FILETIME → UTC in integer arithmetic, truncating the 100 ns ticks as the Rust parser does.
+    python-evtx goes through a float and lands a microsecond off for some records."""
+    try:
+        return datetime(1601, 1, 1, tzinfo=UTC) + timedelta(microseconds=qword // 10)
+    except OverflowError:
+        return datetime.min
+
+
 def read_evtx_python(path: Path, damage: Damage, batch_size: int) -> Iterator[Batch]:
+    import Evtx.BinaryParser
     import Evtx.Evtx as pyevtx
+
+    Evtx.BinaryParser.parse_filetime = _exact_filetime
 
     seqs: list[int] = []
     ids: list[int | None] = []
@@ -138,7 +151,8 @@ def _event_data(el: ET.Element) -> Any:
     positional: list[Any] = []
     for child in el:
         if _local(child.tag) == "Data" and "Name" in child.attrib:
-            named[child.attrib["Name"]] = child.text
+            # An empty <Data Name="X"/> is the empty string, as the Rust parser renders it.
+            named[child.attrib["Name"]] = child.text if child.text is not None else ""
         elif _local(child.tag) == "Data":
             positional.append(child.text)
         else:

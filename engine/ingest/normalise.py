@@ -13,6 +13,7 @@ Shapes (domain.md §5), decided per document from its top-level keys:
   ecs    winlogbeat 7/8 (`winlog.*`); module-processed fields are moved back into the event data
   wlb6   winlogbeat 6 (`event_data`, `log_name`, `computer_name`)
   nxlog  NXLog-style flat JSON: event data at the top level
+  azure  Azure Monitor / Sentinel SecurityEvent rows: event data as an XML string
 An Elasticsearch hit (`_source` wrapper) is unwrapped first.
 
 Columns of the result: seq, shape, every events column but eid/pos/source_id, data, raw.
@@ -260,7 +261,7 @@ def _evtx_select(source: str) -> str:
         "event_id": f"try_cast(coalesce({g('eid_text')}, {g('eid')}) AS INTEGER)",
         "record_id": f"coalesce(try_cast({g('record')} AS BIGINT), rec_id)",
         "level": f"try_cast({g('level')} AS SMALLINT)",
-        "user_sid": f"coalesce({g('sid')}, {g('sid2')})",
+        "user_sid": f"nullif(coalesce({g('sid')}, {g('sid2')}), '')",
     }
 
     def d(key: str) -> str:
@@ -509,8 +510,58 @@ def _wlb6_select(source: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Azure Monitor / Sentinel `SecurityEvent` and `WindowsEvent` rows: EventData is the XML (or JSON)
+# of the event data, as a string, and its <Data Name="…"> elements become the event-data object;
+# rows without it have their fields at the top level, like NXLog.
 
-SHAPE_SELECTS = {"evtx": _evtx_select, "nxlog": _nxlog_select, "ecs": _ecs_select, "wlb6": _wlb6_select}
+_AZURE = _Paths("L", {
+    "ts": "$.TimeGenerated",
+    "host": "$.Computer",
+    "channel": "$.Channel",
+    "provider": "$.EventSourceName",
+    "provider2": "$.Provider",
+    "eid": "$.EventID",
+    "record": "$.EventRecordId",
+    "level": "$.Level",
+    "level2": "$.EventLevel",
+    "sid": "$.UserId",
+    "xml": "$.EventData",
+})
+_XML_DATA = r"""'<Data Name="([^"]*)"\s*(?:/>|>([^<]*)</Data>)'"""
+
+
+def _xml_unescape(expr: str) -> str:
+    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "''"), ("&amp;", "&")):
+        expr = f"replace({expr}, '{entity}', '{char}')"
+    return expr
+
+
+def _azure_select(source: str) -> str:
+    g = _AZURE.get
+    system = {
+        "ts": _utc(g("ts")),
+        "host": g("host"),
+        "channel": _canonical_channel(g("channel")),
+        "provider": f"coalesce({g('provider')}, {g('provider2')})",
+        "event_id": f"try_cast({g('eid')} AS INTEGER)",
+        "record_id": f"try_cast({g('record')} AS BIGINT)",
+        "level": f"coalesce(try_cast({g('level2')} AS SMALLINT), {_level(g('level'))})",
+        "user_sid": g("sid"),
+    }
+    xml = g("xml")
+    data = (f"CASE WHEN left(ltrim({xml}), 1) = '{{' THEN {xml} "
+            f"WHEN {xml} IS NOT NULL THEN to_json(map(regexp_extract_all({xml}, {_XML_DATA}, 1), "
+            f"list_transform(regexp_extract_all({xml}, {_XML_DATA}, 2), "
+            f"lambda v: {_xml_unescape('coalesce(v, ' + chr(39) + chr(39) + ')')}))) "
+            # SecurityEvent rows of well-known events carry their fields at the top level instead.
+            f"ELSE doc END")
+    return _shape_select("azure", source, _AZURE.extract("doc"), system, None, data, "raw")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+SHAPE_SELECTS = {"evtx": _evtx_select, "nxlog": _nxlog_select, "ecs": _ecs_select, "wlb6": _wlb6_select,
+                 "azure": _azure_select}
 
 
 def classify_sql(batch: str) -> str:
@@ -526,6 +577,7 @@ SELECT source_id, seq, line,
        WHEN list_contains(k, 'winlog') THEN 'ecs'
        WHEN list_contains(k, 'event_data') OR (list_contains(k, 'log_name') AND list_contains(k, 'event_id'))
             THEN 'wlb6'
+       WHEN list_contains(k, 'TimeGenerated') AND list_contains(k, 'Computer') THEN 'azure'
        WHEN list_contains(k, 'EventID') THEN 'nxlog'
        ELSE 'unknown' END AS shape
 FROM (SELECT source_id, seq, line, try(json_keys(doc)) AS k FROM {batch})

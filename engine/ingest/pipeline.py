@@ -54,6 +54,7 @@ SHAPE_NAMES = {
     "ecs": "winlogbeat 7/8 (ECS)",
     "wlb6": "winlogbeat 6",
     "nxlog": "NXLog flat JSON",
+    "azure": "Azure Monitor SecurityEvent",
 }
 
 
@@ -207,7 +208,9 @@ def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
     path = f.evidence.path
     if f.kind == "evtx":
         reader = read_evtx_rust if f.parser == "evtx" else read_evtx_python
-        with evtx_on_disk(path) as on_disk:
+        with evtx_on_disk(path) as (on_disk, gzip_problem):
+            if gzip_problem:
+                f.damage.note(None, gzip_problem)
             for seqs, ids, docs in reader(on_disk, f.damage, batch_rows):
                 yield pa.table({
                     "seq": pa.array(seqs, pa.int64()),
@@ -218,13 +221,18 @@ def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
         return
     with open_evidence(path) as stream:
         head = stream.read(1 << 16)
-        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        # A UTF-8 byte order mark is not part of the first document.
+        head = head.removeprefix(b"\xef\xbb\xbf")
+        stripped = head.lstrip(b" \t\r\n")
         first_line = stripped.split(b"\n", 1)[0].strip()
         if stripped.startswith(b"{") and _is_json(first_line):
             yield from read_json_lines(_Prepend(head, stream), f.damage)  # type: ignore[arg-type]
-            return
-        text = (head + stream.read()).decode("utf-8-sig", errors="replace")
-    yield from read_json_documents(text, f.damage, batch_rows)
+        else:
+            text = (head + stream.read()).decode("utf-8", errors="replace")
+            yield from read_json_documents(text, f.damage, batch_rows)
+        problem = getattr(stream, "problem", None)
+        if problem:
+            f.damage.note(None, problem)
 
 
 def _is_json(line: bytes) -> bool:
@@ -269,6 +277,7 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
         self.records_read = 0
         self._stop_now = threading.Event()
+        self.finished = threading.Event()
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -294,16 +303,18 @@ class _Writer(threading.Thread):
             raise self.error
 
     def join_checked(self) -> None:
-        while self.is_alive():
-            self.join(0.2)
+        # Not Thread.join(): a Ctrl-C landing inside join() makes Python 3.11 treat the thread
+        # as stopped while it still runs, and abort() would then leave it holding the connection.
+        while not self.finished.wait(0.2):
+            pass
         self.check()
 
     def abort(self) -> None:
         self._stop_now.set()
-        if self.is_alive():
+        if not self.finished.is_set():
             with contextlib.suppress(duckdb.Error):
                 self.con.interrupt()
-            self.join(30)
+            self.finished.wait(60)
         if self._in_tx:
             with contextlib.suppress(duckdb.Error):
                 self.con.execute("ROLLBACK")
@@ -347,6 +358,8 @@ class _Writer(threading.Thread):
                 with contextlib.suppress(duckdb.Error):
                     self.con.execute("ROLLBACK")
                 self._in_tx = False
+        finally:
+            self.finished.set()
 
     def _begin(self) -> None:
         if not self._in_tx:

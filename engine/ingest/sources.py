@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +47,43 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+class GunzipStream:
+    """A gzip file's content, read forward. Unlike GzipFile, a truncated or corrupt file yields
+    everything readable and then ends, with `problem` saying why, so the good part is kept."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._z = zlib.decompressobj(wbits=47)  # gzip or zlib header, auto-detected
+        self._buf = b""
+        self._done = False
+        self.problem: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._done and (n < 0 or len(self._buf) < n):
+            chunk = self._raw.read(1 << 20)
+            try:
+                if chunk:
+                    self._buf += self._z.decompress(chunk)
+                    if self._z.eof and self._z.unused_data:
+                        # Concatenated gzip members: start the next one.
+                        rest = self._z.unused_data
+                        self._z = zlib.decompressobj(wbits=47)
+                        self._buf += self._z.decompress(rest)
+                else:
+                    self._buf += self._z.flush()
+                    if not self._z.eof:
+                        self.problem = "compressed data ends early (truncated gzip); the rest is lost"
+                    self._done = True
+            except zlib.error as exc:
+                self.problem = f"corrupt gzip data ({exc}); the rest is lost"
+                self._done = True
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
 @contextmanager
 def open_evidence(path: Path) -> Iterator[IO[bytes]]:
     """The file's content, decompressed when it is gzip. Opened read-only; never written."""
@@ -54,18 +91,14 @@ def open_evidence(path: Path) -> Iterator[IO[bytes]]:
         magic = raw.read(2)
         raw.seek(0)
         if magic == GZIP_MAGIC:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                yield gz  # type: ignore[misc]
+            yield GunzipStream(raw)  # type: ignore[misc]
         else:
             yield raw
 
 
 def sniff(path: Path, size: int = 4096) -> bytes:
     with open_evidence(path) as f:
-        try:
-            return f.read(size)
-        except (OSError, EOFError, gzip.BadGzipFile):
-            return b""
+        return f.read(size)
 
 
 def kind_of(head: bytes) -> str:
@@ -86,17 +119,19 @@ def describe_head(head: bytes) -> str:
 
 
 @contextmanager
-def evtx_on_disk(path: Path) -> Iterator[Path]:
-    """The parsers want a seekable EVTX file; a gzip'd one is expanded into a private temp file."""
+def evtx_on_disk(path: Path) -> Iterator[tuple[Path, str | None]]:
+    """The parsers want a seekable EVTX file; a gzip'd one is expanded into a private temp file.
+    Yields the path and, for a damaged gzip, what was wrong with it."""
     with open(path, "rb") as raw:
         compressed = raw.read(2) == GZIP_MAGIC
     if not compressed:
-        yield path
+        yield path, None
         return
     fd, tmp = tempfile.mkstemp(suffix=".evtx", prefix="ashiato-")
     try:
-        with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as gz:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as raw:
+            gz = GunzipStream(raw)
             shutil.copyfileobj(gz, out, 8 << 20)
-        yield Path(tmp)
+        yield Path(tmp), gz.problem
     finally:
         os.unlink(tmp)

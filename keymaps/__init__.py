@@ -1,0 +1,1 @@
+"""Key bindings and event-ID presets (TOML), shipped with the package."""

@@ -1,0 +1,79 @@
+"""End to end: `ashiato CASE` in a real terminal (tmux), the 4625 hotkey, and the screen read back."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tui.testing import SHARED_CORPUS
+
+DEEPBLUE = SHARED_CORPUS / "evtx" / "deepbluecli"
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+    pytest.mark.skipif(not DEEPBLUE.is_dir(), reason=f"{DEEPBLUE} is absent (../shared/corpus)"),
+]
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _wait_for(session: str, predicate, timeout: float = 40.0) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = _tmux("capture-pane", "-p", "-t", session)
+        if predicate(screen):
+            return screen
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; the screen was:\n{screen}")
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_pressing_2_in_a_real_terminal_shows_the_failed_logons_of_deepbluecli(tmp_path: Path) -> None:
+    from engine import Case, views
+    from engine.ingest import ingest
+
+    case_path = tmp_path / "deepblue.duckdb"
+    with Case(case_path) as case:
+        ingest(case, [str(DEEPBLUE)])
+        failed = views.resolve(case.cursor(), "channel:Security eid:4625").count
+    assert failed > 0
+
+    program = Path(sys.executable).parent / "ashiato"
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "tui.cli"]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "TZ": "UTC", "TERM": "xterm-256color"}
+    shell = " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join([*command, str(case_path)])
+    session = f"ashiato-e2e-{uuid.uuid4().hex[:8]}"
+    _tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", "-c", str(ROOT), shell)
+    try:
+        _wait_for(session, lambda s: "time (UTC)" in s and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", s))
+        _tmux("send-keys", "-t", session, "2")
+        screen = _wait_for(session, lambda s: "Failed logons" in s and re.search(r"\s4625\s", s))
+        row = re.compile(r"^\s*\S?\s*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+\S+\s+(\d+)\s")
+        ids = {int(m.group(1)) for line in screen.splitlines() if (m := row.match(line))}
+        assert 4625 in ids and ids <= {4625, 4771, 4776}, screen
+        assert re.search(r"of [\d,]+", screen)
+        _tmux("send-keys", "-t", session, "q")
+        _tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 10
+        while _alive(session):
+            assert time.monotonic() < deadline, "ashiato did not quit on q, q"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def _alive(session: str) -> bool:
+    return subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0

@@ -1,0 +1,789 @@
+"""Every binding of the default keymap, pressed through Pilot on a case built from the incident.
+
+Each test names the bindings it exercises with `covers(...)`; the last test checks that together
+they cover every action and preset in keymaps/default.toml, with every key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import Case, views
+from tui.app import AshiatoApp
+from tui.keymap import ACTIONS, load_keymap
+from tui.testing import build_incident_case, settle, use_utc
+
+use_utc()
+
+COVERED: set[str] = set()
+KEYMAP = load_keymap(user_config=False)
+
+
+def covers(*ids: str) -> Callable[[Any], Any]:
+    """Record which `screen.action` bindings (and `preset.name`s) a test presses."""
+    COVERED.update(ids)
+    return lambda fn: fn
+
+
+def keys_of(binding_id: str) -> list[str]:
+    screen, action = binding_id.split(".", 1)
+    if screen == "preset":
+        return KEYMAP.presets[action].keys
+    return KEYMAP.keys(screen, action)
+
+
+@pytest.fixture(scope="module")
+def built_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_incident_case(tmp_path_factory.mktemp("incident"))
+
+
+@pytest.fixture
+def case_path(built_case: Path, tmp_path: Path) -> Path:
+    """A private copy: tests mark and tag events."""
+    target = tmp_path / "case.duckdb"
+    shutil.copy(built_case, target)
+    return target
+
+
+Scenario = Callable[[AshiatoApp, Any], Awaitable[None]]
+
+
+def drive(case_path: Path, scenario: Scenario, size: tuple[int, int] = (120, 40), **kwargs: Any) -> AshiatoApp:
+    app = AshiatoApp(case_path, user_keymap=False, **kwargs)
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+    return app
+
+
+async def press(pilot: Any, *keys: str) -> None:
+    for key in keys:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+def engine_count(case_path: Path, text: str) -> int:
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        return views.resolve(cur, text).count
+
+
+def screen_of(app: AshiatoApp) -> Any:
+    return app.timeline_screen
+
+
+# -- movement -----------------------------------------------------------------------------------------
+@covers("timeline.cursor_down", "timeline.cursor_up", "timeline.page_down", "timeline.page_up",
+        "timeline.first", "timeline.last")
+def test_movement_keys_move_the_cursor_and_rows_are_always_loaded(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        tl = screen_of(app).timeline
+        height = tl.size.height
+        for key in keys_of("timeline.cursor_down"):
+            before = tl.cursor
+            await press(pilot, key)
+            assert tl.cursor == before + 1
+        for key in keys_of("timeline.cursor_up"):
+            before = tl.cursor
+            await press(pilot, key)
+            assert tl.cursor == before - 1
+        for key in keys_of("timeline.page_down"):
+            before = tl.cursor
+            await press(pilot, key)
+            assert tl.cursor == before + height
+            assert tl.loaded()
+        for key in keys_of("timeline.page_up"):
+            before = tl.cursor
+            await press(pilot, key)
+            assert tl.cursor == before - height
+        for key in keys_of("timeline.last"):
+            await press(pilot, "g")
+            await press(pilot, key)
+            assert tl.cursor == tl.count - 1
+            assert tl.loaded() and tl.current_row() is not None
+        for key in keys_of("timeline.first"):
+            await press(pilot, "G")
+            await press(pilot, key)
+            assert tl.cursor == 0
+            assert tl.current_row()["pos"] == 0
+
+    drive(case_path, scenario)
+
+
+@covers("timeline.column_left", "timeline.column_right")
+def test_left_and_right_move_the_focused_column(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        tl = screen_of(app).timeline
+        assert tl.focused_column_name() == "time"
+        for key in keys_of("timeline.column_right"):
+            before = tl.focus_column
+            await press(pilot, key)
+            assert tl.focus_column == before + 1
+        assert tl.focused_column_name() == "channel"
+        for key in keys_of("timeline.column_left"):
+            before = tl.focus_column
+            await press(pilot, key)
+            assert tl.focus_column == before - 1
+        assert tl.focused_column_name() == "time"
+
+    drive(case_path, scenario)
+
+
+# -- filters --------------------------------------------------------------------------------------------
+@covers("timeline.filter")
+def test_the_filter_prompt_counts_live_keeps_history_and_points_at_a_bad_token(case_path: Path) -> None:
+    from tui.screens.prompt import PromptScreen
+
+    expected = engine_count(case_path, "eid:4625")
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        first, second = keys_of("timeline.filter")
+        await press(pilot, first)
+        prompt = app.screen
+        assert isinstance(prompt, PromptScreen)
+        await pilot.press(*"eid:4625")
+        await settle(pilot)
+        while prompt.live_count is None:  # the debounced count worker
+            await pilot.pause(0.05)
+            await settle(pilot)
+        assert prompt.live_count == expected
+        assert f"{expected:,} of" in prompt.info_text
+        await press(pilot, "enter")
+        assert scr.state.filters == ["eid:4625"]
+        assert scr.view.count == expected
+        # history: the second key opens the prompt, ↑ recalls the last filter
+        await press(pilot, second)
+        prompt = app.screen
+        await press(pilot, "up")
+        assert prompt.value == "eid:4625"
+        await press(pilot, "down")
+        assert prompt.value == ""
+        await pilot.press(*"evnt_id:4625")
+        await settle(pilot)
+        assert "^" in prompt.info_text and 'did you mean "event_id"' in prompt.info_text
+        await press(pilot, "enter")  # refused: still in the prompt
+        assert app.screen is prompt
+        await press(pilot, "escape")
+        assert app.screen is scr
+        assert scr.state.filters == ["eid:4625"]
+
+    drive(case_path, scenario)
+
+
+@covers("timeline.keep_value", "timeline.exclude_value", "timeline.drop_filter", "timeline.toggle_filters")
+def test_plus_and_minus_keep_or_exclude_the_focused_value_and_backspace_drops_it(case_path: Path) -> None:
+    total = engine_count(case_path, "")
+    dc = engine_count(case_path, 'host:"DC01.corp.local"')
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "l")  # host
+        assert scr.timeline.focused_column_name() == "host"
+        tl = scr.timeline
+        tl.move_to(next(i for i in range(tl.count) if tl.row_at(i)["host"] == "DC01.corp.local"))
+        await settle(pilot)
+        await press(pilot, *keys_of("timeline.keep_value"))
+        assert scr.state.filters == ['host:"DC01.corp.local"']
+        assert scr.view.count == dc
+        await press(pilot, *keys_of("timeline.drop_filter"))
+        assert scr.state.filters == []
+        assert scr.view.count == total
+        await press(pilot, *keys_of("timeline.exclude_value"))
+        assert scr.state.filters == ['-host:"DC01.corp.local"']
+        assert scr.view.count == total - dc
+        assert scr.timeline.current_row()["host"] != "DC01.corp.local"
+        await press(pilot, *keys_of("timeline.toggle_filters"))
+        assert not scr.state.enabled and scr.view.count == total
+        await press(pilot, *keys_of("timeline.toggle_filters"))
+        assert scr.state.enabled and scr.view.count == total - dc
+
+    drive(case_path, scenario)
+
+
+def test_plus_on_a_value_with_quotes_and_backslashes_builds_an_escaped_term() -> None:
+    from engine.filters import compile_filter
+    from tui.screens.timeline import value_term
+
+    assert value_term("command_line", 'cmd /c "a\\b"') == r'command_line:"cmd /c \"a\b\""'
+    assert value_term("event_id", 4625, negate=True) == "-event_id:4625"
+    for value in ['cmd /c "a\\b"', "C:\\Windows\\System32\\cmd.exe", "x, y", "[bold]"]:
+        assert compile_filter(value_term("command_line", value)).terms[0].values == [value]
+    assert compile_filter(value_term("object_name", "C:\\Temp\\")).terms[0].values == ["C:\\Temp*"]
+
+
+@covers("timeline.list_filters", "filters.cursor_down", "filters.cursor_up", "filters.remove", "filters.back")
+def test_tab_lists_the_active_filters_and_any_can_be_removed(case_path: Path) -> None:
+    from tui.screens.filters import FilterListScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        for n, key in enumerate(keys_of("filters.remove")):
+            # four filters, then remove the second with this key
+            scr.go(scr.state.copy(filters=["eid:4624,4625,4688,1", "-host:FS01.corp.local", "after:2024-03-12T08:00",
+                                           "before:2024-03-12T12:00"]), push=False)
+            await settle(pilot)
+            await press(pilot, *keys_of("timeline.list_filters"))
+            listing = app.screen
+            assert isinstance(listing, FilterListScreen)
+            options = listing.query_one("#filters-list")
+            if n == 0:
+                for down in keys_of("filters.cursor_down"):
+                    await press(pilot, down)
+                assert options.highlighted == 2
+                await press(pilot, keys_of("filters.cursor_up")[0])
+            else:
+                await press(pilot, "j")
+            assert options.highlighted == 1
+            await press(pilot, key)
+            assert listing.filters == ["eid:4624,4625,4688,1", "after:2024-03-12T08:00", "before:2024-03-12T12:00"]
+            await press(pilot, "q")
+            assert scr.state.filters == listing.filters
+        # every other way back, without a change
+        for back in keys_of("filters.back"):
+            await press(pilot, *keys_of("timeline.list_filters"))
+            assert isinstance(app.screen, FilterListScreen)
+            await press(pilot, keys_of("filters.cursor_up")[-1], back)
+            assert app.screen is scr
+
+    drive(case_path, scenario)
+
+
+# -- presets --------------------------------------------------------------------------------------------
+@covers(*[f"preset.{name}" for name in KEYMAP.presets])
+def test_every_event_id_hotkey_shows_its_filter_and_columns(case_path: Path) -> None:
+    expected = {name: engine_count(case_path, p.filter) for name, p in KEYMAP.presets.items()}
+    assert expected["failed_logons"] > 0 and expected["log_cleared"] > 0
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        for name, preset in KEYMAP.presets.items():
+            for key in preset.keys:
+                await press(pilot, key)
+                assert scr.state.filters == [preset.filter], name
+                assert scr.view.count == expected[name], name
+                assert scr.timeline.columns == preset.columns
+                assert scr.status.title == preset.title
+                if scr.view.count:
+                    assert scr.timeline.loaded() and scr.timeline.current_row() is not None
+
+    drive(case_path, scenario)
+
+
+def test_the_failed_logon_hotkey_shows_only_failures_with_the_user(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "2")
+        tl = scr.timeline
+        ids = {tl.row_at(i)["event_id"] for i in range(tl.count)}
+        assert ids <= {4625, 4771, 4776} and 4625 in ids
+        assert "user" in [p.name for p in tl.placed]
+
+    drive(case_path, scenario)
+
+
+# -- search -----------------------------------------------------------------------------------------------
+@covers("timeline.search", "timeline.next_match", "timeline.previous_match", "timeline.cancel")
+def test_slash_searches_without_filtering_and_n_and_shift_n_walk_the_matches(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        total = scr.view.count
+        await press(pilot, *keys_of("timeline.search"))
+        await pilot.press(*"net.exe")
+        await press(pilot, "enter")
+        assert scr.view.count == total  # a search does not filter
+        first = scr.timeline.cursor
+        assert "net.exe" in (scr.timeline.current_row()["process_image"] or "")
+        assert scr.timeline.highlight_terms == ["net.exe"]
+        await press(pilot, *keys_of("timeline.next_match"))
+        second = scr.timeline.cursor
+        assert second > first and "net.exe" in scr.timeline.current_row()["process_image"]
+        await press(pilot, *keys_of("timeline.previous_match"))
+        assert scr.timeline.cursor == first
+        await press(pilot, keys_of("timeline.cancel")[0])  # nothing running: clears the search
+        assert scr.search is None and scr.timeline.highlight_terms == []
+
+    drive(case_path, scenario)
+
+
+def test_escape_and_ctrl_c_interrupt_a_running_query(case_path: Path) -> None:
+    import threading
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        for key in keys_of("timeline.cancel"):
+            outcome: dict[str, str] = {}
+            started = threading.Event()
+
+            def slow(outcome: dict[str, str] = outcome, started: threading.Event = started) -> None:
+                try:
+                    with scr.session.busy("slow query") as (cur, _job):
+                        started.set()
+                        cur.execute("SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 3").fetchall()
+                    outcome["result"] = "finished"
+                except Exception as exc:
+                    outcome["result"] = type(exc).__name__
+
+            thread = threading.Thread(target=slow)
+            thread.start()
+            started.wait(5)
+            await pilot.pause(0.15)
+            assert "slow query" in scr.status.render().plain  # background work is shown
+            await pilot.press(key)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)
+            assert outcome["result"] == "InterruptException", key
+            await settle(pilot)
+            assert not scr.session.jobs()
+
+    drive(case_path, scenario)
+
+
+# -- time -----------------------------------------------------------------------------------------------
+@covers("timeline.goto_time")
+def test_ctrl_g_goes_to_the_first_event_at_or_after_a_time(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, *keys_of("timeline.goto_time"))
+        await pilot.press(*"09:30")
+        await press(pilot, "enter")
+        tl = scr.timeline
+        row = tl.current_row()
+        assert row["ts"].strftime("%H:%M") >= "09:30"
+        assert tl.row_at(tl.cursor - 1)["ts"].strftime("%H:%M") < "09:30"
+        await press(pilot, *keys_of("timeline.goto_time"))
+        await pilot.press(*"2024-03-12 10:00:00Z")
+        await press(pilot, "enter")
+        assert tl.current_row()["ts"].strftime("%H:%M") >= "10:00"
+
+    drive(case_path, scenario)
+
+
+@covers("timeline.toggle_local_time")
+def test_z_shows_local_time_with_the_offset_in_the_header(case_path: Path) -> None:
+    import os
+    import time
+
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    try:
+        async def scenario(app: AshiatoApp, pilot: Any) -> None:
+            scr = screen_of(app)
+            tl = scr.timeline
+            utc_text = tl.render_line(tl.cursor - int(tl.scroll_offset.y)).text
+            assert "time (UTC)" in scr.header_bar.render_line(0).text
+            await press(pilot, *keys_of("timeline.toggle_local_time"))
+            assert "time (UTC+09:00)" in scr.header_bar.render_line(0).text
+            local_text = tl.render_line(tl.cursor - int(tl.scroll_offset.y)).text
+            assert "2024-03-12 08:00" in utc_text and "2024-03-12 17:00" in local_text
+            await press(pilot, *keys_of("timeline.toggle_local_time"))
+            assert "time (UTC)" in scr.header_bar.render_line(0).text
+
+        drive(case_path, scenario)
+    finally:
+        use_utc()
+
+
+# -- context and the view stack --------------------------------------------------------------------
+@covers("timeline.context", "timeline.context_narrower", "timeline.context_wider", "timeline.back")
+def test_c_shows_the_same_host_five_minutes_around_and_q_returns(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "/")
+        await pilot.press(*"whoami")
+        await press(pilot, "enter")
+        await press(pilot, "escape")
+        anchor = scr.timeline.current_row()
+        await press(pilot, *keys_of("timeline.context"))
+        assert scr.state.context is not None and scr.state.context[1] == 5
+        tl = scr.timeline
+        assert tl.current_row()["eid"] == anchor["eid"]
+        rows = [tl.row_at(i) for i in range(tl.count)]
+        assert {r["host"] for r in rows} == {anchor["host"]}
+        assert all(abs((r["ts"] - anchor["ts"]).total_seconds()) <= 300 for r in rows)
+        assert len({r["channel"] for r in rows}) > 1  # every channel
+        narrow_count = tl.count
+        await press(pilot, *keys_of("timeline.context_wider"))
+        assert scr.state.context[1] == 10 and tl.count >= narrow_count
+        await press(pilot, *keys_of("timeline.context_narrower"))
+        assert scr.state.context[1] == 5 and tl.count == narrow_count
+        assert len(scr.stack) == 1  # < and > adjust, they do not stack
+        await press(pilot, *keys_of("timeline.back"))
+        assert scr.state.filters == [] and scr.timeline.current_row()["eid"] == anchor["eid"]
+
+    drive(case_path, scenario)
+
+
+def test_q_at_the_first_view_quits(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await pilot.press("q")
+        await pilot.pause()
+
+    app = drive(case_path, scenario)
+    assert app.return_code == 0 and not app.is_running
+
+
+# -- histogram and frequency ------------------------------------------------------------------------------
+@covers("timeline.histogram", "histogram.cursor_down", "histogram.cursor_up", "histogram.first",
+        "histogram.last", "histogram.select", "histogram.back")
+def test_i_shows_a_histogram_marks_log_clears_and_enter_narrows_to_a_bucket(case_path: Path) -> None:
+    from tui.screens.histogram import HistogramScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        for back in keys_of("histogram.back"):
+            await press(pilot, *keys_of("timeline.histogram"))
+            assert isinstance(app.screen, HistogramScreen)
+            await press(pilot, back)
+            assert app.screen is scr
+        await press(pilot, *keys_of("timeline.histogram"))
+        hist = app.screen
+        assert sum(n for _b, n, _c in hist.histogram.buckets) == scr.view.count
+        assert sum(c for _b, _n, c in hist.histogram.buckets) >= 2  # 1102 and 104 on WS07
+        listing = hist.query_one("#hist-list")
+        for key in keys_of("histogram.last"):
+            await press(pilot, "g", key)
+            assert listing.highlighted == len(hist.histogram.buckets) - 1
+        for key in keys_of("histogram.first"):
+            await press(pilot, key)
+            assert listing.highlighted == 0
+        for key in keys_of("histogram.cursor_down"):
+            await press(pilot, key)
+        assert listing.highlighted == 2
+        for key in keys_of("histogram.cursor_up"):
+            await press(pilot, key)
+        assert listing.highlighted == 0
+        start, end = hist.selected()
+        await press(pilot, *keys_of("histogram.select"))
+        assert app.screen is scr
+        assert scr.state.filters == [f"after:{start.isoformat()} before:{end.isoformat()}"]
+        tl = scr.timeline
+        assert all(start <= tl.row_at(i)["ts"] < end for i in range(tl.count))
+
+    drive(case_path, scenario)
+
+
+@covers("timeline.frequency", "frequency.cursor_down", "frequency.cursor_up", "frequency.first",
+        "frequency.last", "frequency.select", "frequency.exclude", "frequency.toggle_order", "frequency.back")
+def test_f_counts_the_focused_columns_values_and_enter_keeps_one(case_path: Path) -> None:
+    from tui.screens.frequency import FrequencyScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "l")  # host
+        for back in keys_of("frequency.back"):
+            await press(pilot, *keys_of("timeline.frequency"))
+            assert isinstance(app.screen, FrequencyScreen)
+            await press(pilot, back)
+            assert app.screen is scr
+        await press(pilot, *keys_of("timeline.frequency"))
+        freq = app.screen
+        counts = [n for _v, n in freq.values]
+        assert counts == sorted(counts, reverse=True) and sum(counts) == scr.view.count
+        assert freq.values[0][0] == "DC01.corp.local"
+        await press(pilot, *keys_of("frequency.toggle_order"))
+        counts = [n for _v, n in freq.values]
+        assert counts == sorted(counts)
+        listing = freq.query_one("#freq-list")
+        for key in keys_of("frequency.last"):
+            await press(pilot, "g", key)
+            assert listing.highlighted == len(freq.values) - 1
+        for key in keys_of("frequency.first"):
+            await press(pilot, key)
+            assert listing.highlighted == 0
+        for key in keys_of("frequency.cursor_down"):
+            await press(pilot, key)
+        for key in keys_of("frequency.cursor_up"):
+            await press(pilot, key)
+        await press(pilot, keys_of("frequency.cursor_down")[0])
+        value = freq.values[1][0]
+        await press(pilot, *keys_of("frequency.select"))
+        assert scr.state.filters == [f'host:"{value}"']
+        await press(pilot, "q", *keys_of("timeline.frequency"))
+        value = app.screen.values[0][0]
+        await press(pilot, *keys_of("frequency.exclude"))
+        assert scr.state.filters == [f'-host:"{value}"']
+
+    drive(case_path, scenario)
+
+
+# -- marks, tags, export ----------------------------------------------------------------------------------
+@covers("timeline.mark", "timeline.next_mark", "timeline.previous_mark", "timeline.tag")
+def test_marks_and_tags_are_stored_in_the_case_and_survive_a_restart(case_path: Path) -> None:
+    marked: list[int] = []
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        tl = scr.timeline
+        tl.move_to(5)
+        await press(pilot, *keys_of("timeline.mark"))
+        marked.append(tl.current_row()["eid"])
+        tl.move_to(35)
+        await press(pilot, *keys_of("timeline.mark"))
+        marked.append(tl.current_row()["eid"])
+        assert set(scr.session.marks) == set(marked)
+        assert tl.render_line(tl.cursor - int(tl.scroll_offset.y)).text.startswith("●")
+        await press(pilot, "g", *keys_of("timeline.next_mark"))
+        assert tl.current_row()["eid"] == marked[0]
+        await press(pilot, *keys_of("timeline.next_mark"))
+        assert tl.current_row()["eid"] == marked[1]
+        await press(pilot, *keys_of("timeline.previous_mark"))
+        assert tl.current_row()["eid"] == marked[0]
+        await press(pilot, *keys_of("timeline.tag"))
+        await pilot.press(*"spray [bold]")
+        await press(pilot, "enter")
+        assert scr.session.marks[marked[0]] == "spray [bold]"
+        assert "spray [bold]" in scr.status.render().plain
+        # unmark and re-mark the second one
+        await press(pilot, *keys_of("timeline.next_mark"), "m")
+        assert marked[1] not in scr.session.marks
+        await press(pilot, "m")
+
+    drive(case_path, scenario)
+    with Case(case_path, read_only=True) as case:
+        stored = views.marks(case.cursor())
+    assert stored == {marked[0]: "spray [bold]", marked[1]: None}
+
+    async def reopened(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        assert scr.session.marks == stored
+        await press(pilot, "u")
+        assert scr.timeline.current_row()["eid"] == marked[0]
+        assert scr.timeline.render_line(scr.timeline.cursor - int(scr.timeline.scroll_offset.y)).text.startswith("◆")
+
+    drive(case_path, reopened)
+
+
+@covers("timeline.export")
+def test_e_exports_the_view_or_only_the_marked_events(case_path: Path, tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from tui.screens.prompt import ExportScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "2")
+        count = scr.view.count
+        await press(pilot, *keys_of("timeline.export"))
+        dialog = app.screen
+        assert isinstance(dialog, ExportScreen)
+        dialog.query_one("#export-path").value = str(tmp_path / "failed.csv")
+        await press(pilot, "enter")
+        assert app.screen is scr and "exported" in scr.last_message
+        with open(tmp_path / "failed.csv", newline="") as f:
+            assert len(list(csv.DictReader(f))) == count
+        await press(pilot, "m", "j", "m", "e")
+        dialog = app.screen
+        dialog.query_one("#export-path").value = str(tmp_path / "marked.jsonl")
+        await press(pilot, "ctrl+t", "enter")
+        lines = (tmp_path / "marked.jsonl").read_text().splitlines()
+        assert len(lines) == 2 and all(json.loads(line)["event_id"] for line in lines)
+        await press(pilot, "e")
+        app.screen.query_one("#export-path").value = str(tmp_path / "nope.txt")
+        await press(pilot, "enter")
+        assert isinstance(app.screen, ExportScreen)  # refused: unknown format
+        await press(pilot, "escape")
+
+    drive(case_path, scenario)
+
+
+# -- detail ---------------------------------------------------------------------------------------------------
+@covers("timeline.detail", "detail.cursor_down", "detail.cursor_up", "detail.page_down", "detail.page_up",
+        "detail.first", "detail.last", "detail.toggle_raw", "detail.copy_value", "detail.next_event",
+        "detail.previous_event", "detail.back")
+def test_enter_opens_the_event_with_decoded_values_raw_and_copy(case_path: Path) -> None:
+    from tui.screens.detail import DetailScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "/")
+        await pilot.press(*"eid:4625")
+        await press(pilot, "enter", *keys_of("timeline.detail"))
+        detail = app.screen
+        assert isinstance(detail, DetailScreen)
+        pane = detail.view_pane
+        text = "\n".join(pane.plain_lines())
+        assert "SubStatus: 0xc000006a  → user name correct, password wrong" in text
+        assert "LogonType: 3  → Network" in text
+        for key in keys_of("detail.cursor_down"):
+            before = pane.cursor
+            await press(pilot, key)
+            assert pane.cursor > before
+        for key in keys_of("detail.cursor_up"):
+            before = pane.cursor
+            await press(pilot, key)
+            assert pane.cursor < before
+        for key in keys_of("detail.last"):
+            await press(pilot, "g", key)
+            assert pane.cursor == len(pane.entries) - 1
+        for key in keys_of("detail.first"):
+            await press(pilot, key)
+            assert pane.cursor == 1  # the first field after the title
+        for key in keys_of("detail.page_down"):
+            await press(pilot, "g", key)
+            assert pane.cursor > 1
+        for key in keys_of("detail.page_up"):
+            await press(pilot, "G", key)
+            assert pane.cursor < len(pane.entries) - 1
+        pane.move_to(next(i for i, e in enumerate(pane.entries) if e.name == "SubStatus"))
+        await press(pilot, *keys_of("detail.copy_value"))
+        assert app.clipboard == "0xc000006a"
+        await press(pilot, *keys_of("detail.toggle_raw"))
+        assert pane.raw and any('"SubStatus"' in line for line in pane.plain_lines())
+        await press(pilot, *keys_of("detail.toggle_raw"))
+        assert not pane.raw
+        eid = detail.eid
+        await press(pilot, *keys_of("detail.next_event"))
+        assert detail.eid != eid and detail.eid == scr.timeline.current_row()["eid"]
+        await press(pilot, *keys_of("detail.previous_event"))
+        assert detail.eid == eid
+        for key in keys_of("detail.back"):
+            if app.screen is scr:
+                await press(pilot, "enter")
+            await press(pilot, key)
+            assert app.screen is scr
+
+    drive(case_path, scenario)
+
+
+@covers("timeline.copy_value")
+def test_y_copies_the_stored_value_of_the_focused_cell(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, "l", *keys_of("timeline.copy_value"))
+        assert app.clipboard == scr.timeline.current_row()["host"]  # the full name, not the short one
+        assert "." in app.clipboard
+
+    drive(case_path, scenario)
+
+
+@covers("timeline.toggle_side_pane")
+def test_a_wide_terminal_shows_a_side_pane_that_follows_the_cursor(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        assert scr.side_visible
+        assert scr.side.event["eid"] == scr.timeline.current_row()["eid"]
+        await press(pilot, "j", "j")
+        assert scr.side.event["eid"] == scr.timeline.current_row()["eid"]
+        await press(pilot, *keys_of("timeline.toggle_side_pane"))
+        assert not scr.side_visible
+        await press(pilot, *keys_of("timeline.toggle_side_pane"))
+        assert scr.side_visible
+
+    drive(case_path, scenario, size=(160, 48))
+
+    async def narrow(app: AshiatoApp, pilot: Any) -> None:
+        assert not screen_of(app).side_visible
+
+    drive(case_path, narrow, size=(80, 24))
+
+
+# -- help, palette, saved filters -------------------------------------------------------------------------
+@covers("timeline.help", "help.cursor_down", "help.cursor_up", "help.page_down", "help.page_up", "help.back")
+def test_question_mark_shows_help_generated_from_the_active_keymap(case_path: Path, tmp_path: Path) -> None:
+    from tui.screens.help import HelpScreen
+
+    user = tmp_path / "keys.toml"
+    user.write_text('[timeline]\nmark = "M"\n\n[presets.my_hunt]\nkey = "ctrl+k"\ntitle = "My hunt"\nfilter = "eid:4688"\n')
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, *keys_of("timeline.help"))
+        helper = app.screen
+        assert isinstance(helper, HelpScreen)
+        text = helper.query_one("#help-text").render().plain
+        assert "My hunt" in text and "ctrl+k" in text
+        assert "  M " in text and "mark / unmark the event" in text
+        scroller = helper.query_one("#help-scroll")
+        for key in keys_of("help.page_down"):
+            before = scroller.scroll_y
+            await press(pilot, key)
+            assert scroller.scroll_y > before
+        for key in keys_of("help.page_up"):
+            before = scroller.scroll_y
+            await press(pilot, key)
+            assert scroller.scroll_y < before
+        for key in keys_of("help.cursor_down"):
+            before = scroller.scroll_y
+            await press(pilot, key)
+            assert scroller.scroll_y > before
+        for key in keys_of("help.cursor_up"):
+            before = scroller.scroll_y
+            await press(pilot, key)
+            assert scroller.scroll_y < before
+        for back in keys_of("help.back"):
+            if app.screen is scr:
+                await press(pilot, *keys_of("timeline.help"))
+            assert isinstance(app.screen, HelpScreen)
+            await press(pilot, back)
+            assert app.screen is scr
+        await press(pilot, "M")
+        assert scr.session.marks  # the user's key marks
+
+    drive(case_path, scenario, keymap=load_keymap(user, user_config=False))
+
+
+@covers("timeline.command_palette", "timeline.save_filter")
+def test_ctrl_p_finds_hosts_presets_and_saved_filters_by_fuzzy_match(case_path: Path) -> None:
+    from textual.command import CommandPalette
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, *keys_of("timeline.command_palette"))
+        assert isinstance(app.screen, CommandPalette)
+        while app.catalog is None:  # loaded in the background on the first ctrl+p
+            await pilot.pause(0.05)
+        await pilot.press(*"host fs01")
+        await _wait_for_hits(pilot)
+        await press(pilot, "enter")
+        assert scr.state.filters == ['host:"FS01.corp.local"']
+        # save it, then find it by name
+        await press(pilot, *keys_of("timeline.save_filter"))
+        await pilot.press(*"fileserver")
+        await press(pilot, "enter")
+        assert ("fileserver", 'host:"FS01.corp.local"') in scr.session.saved_filters
+        await press(pilot, "1")
+        await press(pilot, "ctrl+p")
+        await pilot.press(*"filesrvr")
+        await _wait_for_hits(pilot)
+        await press(pilot, "enter")
+        assert scr.state.filters == ['host:"FS01.corp.local"'] and scr.status.title == "fileserver"
+        await press(pilot, "ctrl+p")
+        await pilot.press(*"failed logns")
+        await _wait_for_hits(pilot)
+        await press(pilot, "enter")
+        assert scr.state.filters == [KEYMAP.presets["failed_logons"].filter]
+
+    drive(case_path, scenario)
+    with Case(case_path, read_only=True) as case:
+        assert case.con.execute("SELECT name FROM saved_filters").fetchall() == [("fileserver",)]
+
+
+async def _wait_for_hits(pilot: Any) -> None:
+    from textual.command import CommandList
+
+    for _ in range(200):
+        await pilot.pause(0.02)
+        hits = pilot.app.screen.query(CommandList)
+        if hits and hits.first().option_count:
+            await pilot.pause(0.1)
+            return
+    raise AssertionError("no command palette hits")
+
+
+# -- the meta test ----------------------------------------------------------------------------------------
+def test_every_binding_of_the_default_keymap_is_pressed_by_a_test() -> None:
+    wanted = {f"{screen}.{action}" for screen, actions in ACTIONS.items() for action in actions}
+    wanted |= {f"preset.{name}" for name in KEYMAP.presets}
+    missing = sorted(wanted - COVERED)
+    assert not missing, f"bindings without a Pilot test: {missing}"

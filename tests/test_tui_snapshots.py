@@ -1,0 +1,67 @@
+"""SVG snapshots (pytest-textual-snapshot) of each screen at 80×24 and 160×48, TZ=UTC, on the
+generated incident. Update with `pytest tests/test_tui_snapshots.py --snapshot-update` after
+looking at the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tui.app import AshiatoApp
+from tui.testing import build_incident_case, settle, use_utc
+
+use_utc()
+
+SIZES = [(80, 24), (160, 48)]
+
+
+@pytest.fixture(scope="module")
+def case_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_incident_case(tmp_path_factory.mktemp("snap"))
+
+
+def keys(*pressed: str) -> Any:
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+def app_for(case_path: Path) -> AshiatoApp:
+    return AshiatoApp(case_path, user_keymap=False)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_timeline_shows_failed_logons_after_pressing_2(snap_compare: Any, case_path: Path,
+                                                            size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("2", "j", "j", "l"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_first_view_lists_every_event(snap_compare: Any, case_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_detail_pane_explains_a_failed_logon(snap_compare: Any, case_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("2", "j", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_histogram_marks_log_clears(snap_compare: Any, case_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("i", "j"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_frequency_of_hosts(snap_compare: Any, case_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("l", "F"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_help_lists_the_active_keymap(snap_compare: Any, case_path: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("question_mark"))

@@ -1,0 +1,36 @@
+"""Bindings generated from the keymap, and a list widget whose keys all come from it."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from textual.binding import Binding
+from textual.widgets import OptionList
+
+from ..keymap import ACTIONS, Keymap, load_keymap
+
+
+@cache
+def default_keymap() -> Keymap:
+    return load_keymap(user_config=False)
+
+
+def keymap_bindings(screen: str) -> list[Binding]:
+    """One `Binding(id="screen.action")` per action, with the default keys.
+
+    The App's keymap (`App.set_keymap(Keymap.textual())`) then moves each to the user's keys.
+    """
+    km = default_keymap()
+    out = []
+    for action, description in ACTIONS[screen].items():
+        keys = km.keys(screen, action) or ["ctrl+shift+f24"]
+        out.append(Binding(",".join(keys), action, description, show=False, id=f"{screen}.{action}"))
+    return out
+
+
+class KeyList(OptionList, inherit_bindings=False):
+    """An OptionList without its own keys: the screen's keymap drives it."""
+
+    DEFAULT_CSS = """
+    KeyList, KeyList:focus { height: 1fr; max-height: 100%; border: none; padding: 0; }
+    """

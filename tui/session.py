@@ -1,0 +1,165 @@
+"""The TUI's handle on an open case: cursors for worker threads, cancellation, cached views.
+
+Every worker thread takes its own cursor through `Session.cursor()`; long queries are registered
+with `Session.busy()` so Escape / Ctrl-C can `interrupt()` exactly those cursors. The UI thread
+never runs a query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from engine import Case, views
+from engine.filters import Compiled, Compiler, FilterError
+
+Cursor = duckdb.DuckDBPyConnection
+
+
+@dataclass
+class Job:
+    """A cancellable query running on its own cursor."""
+
+    label: str
+    cursor: Cursor
+    started: float
+    cancelled: bool = False
+
+
+class Session:
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.name = case.path.name
+        self._lock = threading.Lock()
+        self._jobs: dict[int, Job] = {}
+        self._job_ids = 0
+        cur = case.cursor()
+        try:
+            self.field_names: list[str] = views.field_names(cur)
+            self.total: int = views.total_events(cur)
+            self.marks: dict[int, str | None] = views.marks(cur)
+            self.saved_filters: list[tuple[str, str]] = [
+                (str(n), str(f)) for n, f in cur.execute(
+                    "SELECT name, filter FROM saved_filters ORDER BY name").fetchall()]
+        finally:
+            cur.close()
+        self.compiler = Compiler(self.field_names)
+        self._views: OrderedDict[str, views.View] = OrderedDict()
+        self._view_bytes_cap = 128 * 1024 * 1024
+        self._ranges: dict[int, tuple[weakref.ref[views.View], tuple[Any, Any]]] = {}
+
+    # -- cursors and cancellation --------------------------------------------------------------
+    @contextmanager
+    def cursor(self) -> Iterator[Cursor]:
+        cur = self.case.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
+    def busy(self, label: str) -> Iterator[tuple[Cursor, Job]]:
+        """A fresh cursor for a long query that Escape may interrupt."""
+        cur = self.case.cursor()
+        job = Job(label, cur, time.monotonic())
+        with self._lock:
+            self._job_ids += 1
+            job_id = self._job_ids
+            self._jobs[job_id] = job
+        try:
+            yield cur, job
+        finally:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            cur.close()
+
+    def cancel(self, job: Job | None) -> None:
+        """Interrupt one job if it is still running."""
+        if job is None:
+            return
+        with self._lock:
+            running = any(j is job for j in self._jobs.values())
+        job.cancelled = True
+        if running:
+            with suppress(duckdb.Error):
+                job.cursor.interrupt()
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def cancel_all(self) -> int:
+        """Interrupt every registered query; returns how many were running."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancelled = True
+            with suppress(duckdb.Error):
+                job.cursor.interrupt()
+        return len(jobs)
+
+    # -- filters and views ---------------------------------------------------------------------
+    def compile(self, text: str) -> Compiled:
+        """Compile on the calling thread (pure Python, no query); raises FilterError."""
+        return self.compiler.compile(text)
+
+    def cached_view(self, text: str) -> views.View | None:
+        with self._lock:
+            view = self._views.get(text)
+            if view is not None:
+                self._views.move_to_end(text)
+            return view
+
+    def remember_view(self, text: str, view: views.View) -> None:
+        with self._lock:
+            self._views[text] = view
+            self._views.move_to_end(text)
+            while len(self._views) > 1 and self._view_bytes() > self._view_bytes_cap:
+                self._views.popitem(last=False)
+            while len(self._views) > 16:
+                self._views.popitem(last=False)
+
+    def _view_bytes(self) -> int:
+        return sum(0 if v.positions is None else int(v.positions.nbytes) for v in self._views.values())
+
+    def resolve(self, cur: Cursor, text: str) -> views.View:
+        """The view of a filter (cached); runs the query on `cur` (a worker's cursor)."""
+        found = self.cached_view(text)
+        if found is not None:
+            return found
+        view = views.resolve(cur, self.compile(text), self.field_names)
+        self.remember_view(text, view)
+        return view
+
+    def time_range(self, cur: Cursor, view: views.View) -> tuple[Any, Any]:
+        """Times of the first and last event of a view (cached per view)."""
+        if view.count == 0:
+            return None, None
+        found = self.cached_range(view)
+        if found != (None, None):
+            return found
+        first = views.window(cur, view, 0, 1)
+        last = views.window(cur, view, view.count - 1, 1)
+        result = (first[0]["ts"] if first else None, last[0]["ts"] if last else None)
+        with self._lock:
+            self._ranges = {k: v for k, v in self._ranges.items() if v[0]() is not None}
+            self._ranges[id(view)] = (weakref.ref(view), result)
+        return result
+
+    def cached_range(self, view: views.View) -> tuple[Any, Any]:
+        with self._lock:
+            found = self._ranges.get(id(view))
+        return found[1] if found is not None and found[0]() is view else (None, None)
+
+
+def filter_error_text(exc: FilterError, text: str) -> str:
+    hint = f' — did you mean "{exc.suggestion}"?' if exc.suggestion else ""
+    return f"{exc.message}{hint}"

@@ -1,0 +1,88 @@
+"""The status bar: what the view is, how many rows, the time range, and background work."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from rich.text import Text
+from textual.widget import Widget
+
+from ..safe_text import escape
+from .columns import format_time
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class StatusBar(Widget):
+    DEFAULT_CSS = """
+    StatusBar { height: 2; background: $panel; color: $text; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.title = ""
+        self.filters = ""
+        self.filters_enabled = True
+        self.count = 0
+        self.total = 0
+        self.index = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.local_time = False
+        self.work: list[tuple[str, float]] = []  # (label, started)
+        self.message = ""
+        self.message_is_error = False
+        self.tag: str | None = None
+
+    def update_view(self, *, title: str, filters: str, enabled: bool, count: int, total: int,
+                    first: datetime | None, last: datetime | None) -> None:
+        self.title, self.filters, self.filters_enabled = title, filters, enabled
+        self.count, self.total, self.first, self.last = count, total, first, last
+        self.refresh()
+
+    def set_message(self, message: str, *, error: bool = False) -> None:
+        self.message = message
+        self.message_is_error = error
+        self.refresh()
+
+    def render(self) -> Text:
+        width = max(20, self.size.width)
+        top = Text(no_wrap=True, overflow="ellipsis", end="")
+        if self.title:
+            top.append(escape(self.title, 200), style="bold")
+            top.append("  ")
+        if self.filters:
+            label = "filters: " if self.filters_enabled else "filters (off): "
+            top.append(label, style="dim")
+            top.append(escape(self.filters, 2000), style="" if self.filters_enabled else "strike dim")
+        elif not self.title:
+            top.append("all events", style="dim")
+        if self.tag is not None:
+            top.append("  tag: ", style="dim")
+            top.append(escape(self.tag or "(marked)", 200), style="bold")
+        top.truncate(width, overflow="ellipsis")
+
+        bottom = Text(no_wrap=True, overflow="ellipsis", end="")
+        if self.count:
+            bottom.append(f"{self.index + 1:,}", style="bold")
+            bottom.append(f"/{self.count:,}")
+        else:
+            bottom.append("0", style="bold")
+        if self.count != self.total:
+            bottom.append(f"  of {self.total:,}", style="dim")
+        if self.first is not None or self.last is not None:
+            first = format_time(self.first, self.local_time) or "?"
+            last = format_time(self.last, self.local_time) or "(no time)"
+            bottom.append("  ")
+            bottom.append(f"{first} → {last}", style="dim")
+        if self.work:
+            label, started = self.work[-1]
+            spin = SPINNER[int(time.monotonic() * 10) % len(SPINNER)]
+            bottom.append(f"  {spin} {label} {time.monotonic() - started:.1f}s", style="bold")
+            bottom.append(" (Esc cancels)", style="dim")
+        if self.message:
+            bottom.append("  ")
+            bottom.append(escape(self.message, 500), style="bold red" if self.message_is_error else "italic")
+        bottom.truncate(width, overflow="ellipsis")
+        return Text("\n", end="").join([top, bottom])
