@@ -451,7 +451,7 @@ def test_an_interrupted_ingest_leaves_a_consistent_case_that_a_rerun_completes(
     exe = Path(sys.executable).with_name("ashiato")
     cmd = [str(exe), "ingest", str(case_path), str(tmp_path / "evidence"), "--quiet"] if exe.exists() else [
         sys.executable, "-m", "tui.cli", "ingest", str(case_path), str(tmp_path / "evidence"), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_sigint_default)
     # Kill it right after its first group of files is committed (the WAL then holds far more than the
     # schema's few kB), or at the latest after a while; if it finished first, the checks below still hold.
     deadline = time.monotonic() + 60
@@ -497,6 +497,7 @@ def test_ctrl_c_while_the_writer_commits_exits_cleanly(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("ashiato")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tui.cli"]
     proc = subprocess.Popen([*cmd, "ingest", str(case_path), str(tmp_path / "evidence"), "--quiet"],
+                            preexec_fn=_sigint_default,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
@@ -511,3 +512,9 @@ def test_ctrl_c_while_the_writer_commits_exits_cleanly(tmp_path: Path) -> None:
     _assert_consistent(case_path)
     assert proc.returncode == 130, err.decode(errors="replace")[-400:]
     assert b"Traceback" not in err
+
+
+def _sigint_default() -> None:
+    """A test run started in the background inherits SIGINT ignored, and Python then never turns
+    it into KeyboardInterrupt; the child must see Ctrl-C as a terminal user's process would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -434,7 +434,8 @@ def load_keymap(path: str | Path | None = None, *, user_config: bool = True,
     for layer_path in layers:
         layer = _read_layer(layer_path)
         _apply_layer(layer, km, KNOWN_COLUMNS)
-        km.files.append(str(layer_path))
+        # The shipped defaults are named as such: their path depends on where ashiato is installed.
+        km.files.append("built-in defaults" if layer_path == Path(DEFAULT_PATH) else str(layer_path))
     return km
 
 
