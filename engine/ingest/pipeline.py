@@ -393,7 +393,8 @@ class _Writer(threading.Thread):
     def _flush(self) -> None:
         if not self._pending:
             return
-        table = pa.concat_tables(self._pending)
+        # One contiguous table: DuckDB scans thousands of tiny Arrow chunks (small files) slowly.
+        table = pa.concat_tables(self._pending).combine_chunks()
         self._group_bytes += self._pending_bytes
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._group_rows += table.num_rows
@@ -419,13 +420,15 @@ class _Writer(threading.Thread):
                 SELECT n.eid, CASE WHEN n.doc_is = 'data' THEN b.doc::JSON ELSE n.data END,
                        CASE WHEN n.doc_is = 'raw' THEN b.doc END
                 FROM _norm n JOIN {docs} b USING (source_id, seq) ORDER BY n.eid""")
-            # Field names for the filter language: every event-data key, read where each shape keeps it.
+            # Field names for the filter language: every event-data key, read where each shape keeps
+            # it. Events of a kind share their key list, so lists are counted before unnesting.
             con.execute(f"""INSERT INTO fields
-                SELECT k, count(*) FROM (
-                  SELECT unnest(CASE WHEN n.data IS NOT NULL THEN json_keys(n.data)
-                                     WHEN n.doc_is = 'raw' THEN json_keys(b.doc, '{EVTX_EVENT_DATA}')
-                                     ELSE json_keys(b.doc) END) AS k
-                  FROM _norm n JOIN {docs} b USING (source_id, seq))
+                SELECT k, sum(n) FROM (
+                  SELECT unnest(ks) AS k, n FROM (
+                    SELECT CASE WHEN n.data IS NOT NULL THEN json_keys(n.data)
+                                WHEN n.doc_is = 'raw' THEN json_keys(b.doc, '{EVTX_EVENT_DATA}')
+                                ELSE json_keys(b.doc) END AS ks, count(*) AS n
+                    FROM _norm n JOIN {docs} b USING (source_id, seq) GROUP BY ks))
                 WHERE k IS NOT NULL GROUP BY k""")
         finally:
             con.unregister("_batch")
