@@ -8,6 +8,7 @@ cursor to run on, so each UI worker thread can use its own.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -135,8 +136,6 @@ def detail(cur: Cursor, eid: int) -> dict[str, Any] | None:
     if not found:
         return None
     row = dict(zip(names, found[0], strict=True))
-    import json
-
     fields: list[tuple[str, Any]] = []
     for blob in (row.pop("evtx_data"), row.pop("data")):
         if blob:

@@ -152,6 +152,8 @@ def ingest(
     done_bytes = 0
     hashes_this_run: dict[str, str] = {}
     next_id = _count(case.con, "SELECT coalesce(max(source_id), 0) + 1 FROM sources")
+    # The writer owns the connection; this thread asks about committed files on its own cursor.
+    lookup = case.cursor()
     try:
         def tick(index: int, ev: Evidence) -> None:
             if on_progress:
@@ -163,7 +165,7 @@ def ingest(
             digest = sha256_of(ev.path)
             already = hashes_this_run.get(digest) if dedupe else None
             if dedupe and already is None:
-                rows = case.cursor().execute(
+                rows = lookup.execute(
                     "SELECT path FROM sources WHERE sha256 = ? AND complete LIMIT 1", [digest]).fetchall()
                 already = rows[0][0] if rows else None
             if already is not None:

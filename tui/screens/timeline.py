@@ -295,6 +295,8 @@ class TimelineScreen(Screen[None]):
 
     @on(ViewFailed)
     def _view_failed(self, message: ViewFailed) -> None:
+        # The request is over, though it failed: nothing is loading any more.
+        self._applied = max(self._applied, message.request)
         if message.cancelled:
             self.message("cancelled")
         else:
