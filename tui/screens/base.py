@@ -34,3 +34,22 @@ class KeyList(OptionList, inherit_bindings=False):
     DEFAULT_CSS = """
     KeyList, KeyList:focus { height: 1fr; max-height: 100%; border: none; padding: 0; }
     """
+
+
+class KeyListNavigation:
+    """j/k, g/G of a screen that shows one KeyList: the screen's keymap moves the list."""
+
+    def _key_list(self) -> KeyList:
+        return self.query_one(KeyList)  # type: ignore[attr-defined, no-any-return]
+
+    def action_cursor_down(self) -> None:
+        self._key_list().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self._key_list().action_cursor_up()
+
+    def action_first(self) -> None:
+        self._key_list().action_first()
+
+    def action_last(self) -> None:
+        self._key_list().action_last()

@@ -9,10 +9,10 @@ from textual.widgets import Static
 from textual.widgets.option_list import Option
 
 from ..safe_text import escape
-from .base import KeyList, keymap_bindings
+from .base import KeyList, KeyListNavigation, keymap_bindings
 
 
-class FilterListScreen(ModalScreen[list[str] | None]):
+class FilterListScreen(KeyListNavigation, ModalScreen[list[str] | None]):
     """Returns the filters left (None when nothing changed)."""
 
     BINDINGS = keymap_bindings("filters")
@@ -63,12 +63,6 @@ class FilterListScreen(ModalScreen[list[str] | None]):
         self._fill()
         if not self.filters:
             self.action_back()
-
-    def action_cursor_down(self) -> None:
-        self.query_one(KeyList).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(KeyList).action_cursor_up()
 
     def action_back(self) -> None:
         self.dismiss(None if self.filters == self.original else self.filters)

@@ -15,13 +15,13 @@ from engine import views
 
 from ..safe_text import escape, fit
 from ..session import Session
-from .base import KeyList, keymap_bindings
+from .base import KeyList, KeyListNavigation, keymap_bindings
 from .histogram import bar
 
 EMPTY = "(empty)"
 
 
-class FrequencyScreen(Screen[tuple[str, str, Any, bool] | None]):
+class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | None]):
     """Returns ("value", column, value, negate) for the timeline to filter on."""
 
     BINDINGS = keymap_bindings("frequency")
@@ -122,18 +122,6 @@ class FrequencyScreen(Screen[tuple[str, str, Any, bool] | None]):
     def action_toggle_order(self) -> None:
         self.rarest_first = not self.rarest_first
         self._start()
-
-    def action_cursor_down(self) -> None:
-        self.query_one(KeyList).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(KeyList).action_cursor_up()
-
-    def action_first(self) -> None:
-        self.query_one(KeyList).action_first()
-
-    def action_last(self) -> None:
-        self.query_one(KeyList).action_last()
 
     def action_back(self) -> None:
         self.session.cancel_all()

@@ -15,7 +15,7 @@ from engine import views
 
 from ..session import Session
 from ..widgets.columns import format_time
-from .base import KeyList, keymap_bindings
+from .base import KeyList, KeyListNavigation, keymap_bindings
 
 BAR = "█"
 PARTIAL = " ▏▎▍▌▋▊▉"
@@ -42,7 +42,7 @@ def bar(n: int, top: int, width: int) -> str:
     return text
 
 
-class HistogramScreen(Screen[tuple[datetime, datetime] | None]):
+class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None]):
     BINDINGS = keymap_bindings("histogram")
     DEFAULT_CSS = """
     HistogramScreen #hist-title { height: 2; background: $panel; }
@@ -115,18 +115,6 @@ class HistogramScreen(Screen[tuple[datetime, datetime] | None]):
             return None
         start = self.histogram.buckets[index][0]
         return start, start + timedelta(seconds=self.histogram.bucket_seconds)
-
-    def action_cursor_down(self) -> None:
-        self.query_one(KeyList).action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.query_one(KeyList).action_cursor_up()
-
-    def action_first(self) -> None:
-        self.query_one(KeyList).action_first()
-
-    def action_last(self) -> None:
-        self.query_one(KeyList).action_last()
 
     def action_select(self) -> None:
         chosen = self.selected()
