@@ -93,6 +93,11 @@ class Case:
             self.con.execute("COMMIT")
 
     def incomplete_files(self) -> list[int]:
+        has_marker = self.con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'sources' "
+            "AND column_name = 'complete'").fetchall()[0][0]
+        if not has_marker:  # a case from before the marker, opened read-only: every file is whole
+            return []
         return [int(r[0]) for r in self.con.execute(
             "SELECT source_id FROM sources WHERE NOT complete").fetchall()]
 
