@@ -125,6 +125,26 @@ def index_at_time(cur: Cursor, view: View, when: datetime) -> int:
     return min(view.index_of_pos(int(pos)), max(0, view.count - 1))
 
 
+def time_span(cur: Cursor, view: View) -> tuple[datetime | None, datetime | None]:
+    """Times of the first and last event of a view that has a real time: records dated 1601-01-01
+    (FILETIME 0) sort first and records without a time sort last, and neither says when."""
+    if view.count == 0:
+        return None, None
+    lo, hi = cur.execute("""SELECT min(pos) FILTER (WHERE ts >= TIMESTAMP '1601-01-02'),
+                                   max(pos) FILTER (WHERE ts IS NOT NULL) FROM events""").fetchall()[0]
+    if lo is None or hi is None:
+        return None, None
+    first = view.index_of_pos(int(lo))
+    if view.positions is None:
+        last = min(int(hi), view.count - 1)
+    else:
+        last = int(np.searchsorted(view.positions, int(hi), side="right")) - 1
+    if first > last:
+        return None, None
+    a, b = window(cur, view, first, 1), window(cur, view, last, 1)
+    return (a[0]["ts"] if a else None), (b[0]["ts"] if b else None)
+
+
 def detail(cur: Cursor, eid: int) -> dict[str, Any] | None:
     """Everything about one event: its columns, its original fields (name, value) and raw text."""
     rows = cur.execute(f"""SELECT {ROW_COLUMNS}, d.data, d.raw,

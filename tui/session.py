@@ -146,9 +146,7 @@ class Session:
         found = self.cached_range(view)
         if found != (None, None):
             return found
-        first = views.window(cur, view, 0, 1)
-        last = views.window(cur, view, view.count - 1, 1)
-        result = (first[0]["ts"] if first else None, last[0]["ts"] if last else None)
+        result = views.time_span(cur, view)
         with self._lock:
             self._ranges = {k: v for k, v in self._ranges.items() if v[0]() is not None}
             self._ranges[id(view)] = (weakref.ref(view), result)

@@ -1,0 +1,37 @@
+"""Timeline views: the time span a status bar shows skips records that carry no real time."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from engine import Case, views
+from engine.ingest import ingest
+
+
+def _event(record_id: int, when: str) -> str:
+    return json.dumps({"Event": {"System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
+        "EventID": 4624, "EventRecordID": record_id, "Channel": "Security", "Computer": "WS01",
+        "TimeCreated": {"#attributes": {"SystemTime": when}}}, "EventData": {"LogonType": 3}}})
+
+
+def test_the_time_span_of_a_view_skips_filetime_zero_and_missing_times(tmp_path: Path) -> None:
+    src = tmp_path / "events.jsonl"
+    src.write_text("\n".join([
+        _event(1, "1601-01-01T00:00:00.000000Z"),  # FILETIME 0: sorts first, says nothing
+        _event(2, "2024-03-12T08:00:00.000000Z"),
+        _event(3, "2024-03-12T09:30:00.000000Z"),
+        _event(4, "not a time"),  # no time: sorts last
+    ]) + "\n")
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [src])
+        cur = case.cursor()
+        everything = views.resolve(cur, "")
+        assert everything.count == 4
+        assert views.time_span(cur, everything) == (datetime(2024, 3, 12, 8, 0), datetime(2024, 3, 12, 9, 30))
+        only_late = views.resolve(cur, "after:2024-03-12T09:00")
+        assert views.time_span(cur, only_late) == (datetime(2024, 3, 12, 9, 30), datetime(2024, 3, 12, 9, 30))
+        nothing_real = views.resolve(cur, "record_id:1,4")
+        assert views.time_span(cur, nothing_real) == (None, None)
