@@ -178,7 +178,7 @@ def test_event_text_with_control_characters_is_escaped_in_the_table(tmp_path: Pa
     code, out, _ = run(capsys, "query", str(path), "", "--format", "table", "--columns", "record_id,command_line")
     assert code == 0
     assert "\x1b" not in out and "\x07" not in out
-    assert "\\x1b" in out
+    assert "␛]52;c;aGk=\\x07" in out  # the same visible escapes as the TUI (tui.safe_text)
 
 
 # -- sql ----------------------------------------------------------------------------------------------

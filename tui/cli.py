@@ -144,7 +144,7 @@ def _print_ingest_report(report: Any) -> None:
         elif f.skipped:
             print(f"{f.path}: {f.skipped} damaged record(s) or line(s) skipped, {f.records} stored", file=err)
             for p in f.problems[:5]:
-                print(f"  {_safe(str(p))}", file=err)
+                print(f"  {_cell(str(p), 400)}", file=err)
             if len(f.problems) > 5:
                 print(f"  … {len(f.problems) - 5} more in `ashiato stats`", file=err)
     ingested = sum(1 for f in report.files if f.status == "ingested")
@@ -333,19 +333,11 @@ def _dicts(result: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in result.fetchall()]
 
 
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x00, 0x20), 0x7F)}
-_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
-_CONTROL.update({i: f"\\x{i:02x}" for i in range(0x80, 0xA0)})
-
-
-def _safe(text: str) -> str:
-    """Event text is data: control characters are shown escaped, never sent to the terminal."""
-    return text.translate(_CONTROL)
-
-
 def _cell(value: Any, width: int = 200) -> str:
-    text = "" if value is None else _safe(str(value))
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """Event text is data: control and bidi characters shown escaped, long values cut for display."""
+    from tui.safe_text import escape
+
+    return escape(value, limit=width)
 
 
 def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
