@@ -103,7 +103,10 @@ def ddl() -> list[str]:
   message VARCHAR
 )""",
         f"CREATE TABLE IF NOT EXISTS events (\n  {cols}\n)",
-        "CREATE TABLE IF NOT EXISTS event_data (eid BIGINT, data JSON, raw VARCHAR)",
+        # The documents are most of a case. DuckDB leaves long strings uncompressed by default;
+        # zstd shrinks them ~10-40x and commits faster, since far fewer bytes reach the disk.
+        "CREATE TABLE IF NOT EXISTS event_data (eid BIGINT, data VARCHAR USING COMPRESSION zstd, "
+        "raw VARCHAR USING COMPRESSION zstd)",
         "CREATE TABLE IF NOT EXISTS fields (name VARCHAR, events BIGINT)",
         """CREATE TABLE IF NOT EXISTS marks (
   eid BIGINT PRIMARY KEY,

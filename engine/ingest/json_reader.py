@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import IO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,27 +39,36 @@ def read_json_lines(stream: IO[bytes], damage: Damage, first_line: int = 1) -> I
             data, carry = data[: cut + 1], data[cut + 1 :]
         else:
             carry = b""
-        # CRLF files: dropping the CR here is one C-speed pass instead of a trim per line.
-        lines = data.replace(b"\r\n", b"\n").split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        table = _lines_table(lines, line_no, damage)
-        line_no += len(lines)
+        table, lines = _lines_table(data, line_no, damage)
+        line_no += lines
         if table.num_rows:
             yield table
 
 
-def _lines_table(lines: list[bytes], first: int, damage: Damage) -> pa.Table:
-    binary = pa.array(lines, pa.binary())
+def _lines_table(data: bytes, first: int, damage: Damage) -> tuple[pa.Table, int]:
+    """The non-empty lines of `data` (whole lines, each ending in a newline but perhaps the last)
+    and how many lines it held. Line boundaries are found with numpy and the strings are views of
+    `data`: no Python object per line."""
+    buf = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buf == 10)
+    if not len(newlines) or newlines[-1] != len(data) - 1:
+        newlines = np.append(newlines, len(data))
+    n = len(newlines)
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    offsets[1:] = np.minimum(newlines + 1, len(data))
+    lines = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
     try:
-        text = binary.cast(pa.string())
+        lines.validate(full=True)
     except pa.ArrowInvalid:
-        text = pa.array([_decode(line, first + i, damage) for i, line in enumerate(lines)], pa.string())
-    seq = pa.array(range(first, first + len(lines)), pa.int64())
+        lines = pa.array([_decode(data[offsets[i]:offsets[i + 1]], first + i, damage) for i in range(n)],
+                         pa.large_string())
+    # The newline (and a CRLF file's CR) is not part of the document.
+    text = pc.utf8_rtrim(lines, characters="\r\n").cast(pa.string())
+    seq = pa.array(np.arange(first, first + n, dtype=np.int64))
     # Empty lines are skipped silently; a line of only blanks is not JSON and is reported as such.
-    keep = pc.greater(pc.binary_length(binary), 0)
-    table = pa.table({"seq": seq, "rec_id": pa.nulls(len(lines), pa.int64()), "line": seq, "doc": text})
-    return table.filter(keep)
+    table = pa.table({"seq": seq, "rec_id": pa.nulls(n, pa.int64()), "line": seq, "doc": text})
+    return table.filter(pc.greater(pc.utf8_length(text), 0)), n
 
 
 def _decode(line: bytes, line_no: int, damage: Damage) -> str:

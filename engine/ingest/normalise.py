@@ -205,8 +205,8 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     """One shape's rows: system columns from `system`, then the hot columns, `data` and `doc_is`.
 
     `doc_is` says where the original document is stored: 'raw' (kept beside `data`), or 'data'
-    (the document is its own event data). The document itself is not copied here: the writer takes
-    it straight from the batch, which saves copying the largest column twice.
+    (the document is its own event data). The document rides along as `doc`: joining it back from
+    the batch afterwards made DuckDB hash the largest column.
     Nested because the hot columns read the normalised channel and event_id (and, when `d` is
     None, the fields of the freshly built `data`).
     """
@@ -223,7 +223,7 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     return f"""
   SELECT seq, source_id, '{shape}' AS shape, ts, host, channel, provider, event_id, record_id, level, user_sid,
     {_hot_columns(d)},
-    data::JSON AS data, '{doc_is}' AS doc_is
+    data::JSON AS data, '{doc_is}' AS doc_is, doc
   FROM {inner}"""
 
 
@@ -565,12 +565,13 @@ SHAPE_SELECTS = {"evtx": _evtx_select, "nxlog": _nxlog_select, "ecs": _ecs_selec
 
 
 def classify_sql(batch: str) -> str:
-    """(source_id, seq, line, shape) of each document of `batch(seq, rec_id, line, doc, source_id)`.
+    """(source_id, seq, line, k, shape) of each document of `batch(seq, rec_id, line, doc, source_id)`.
 
-    Only the top-level keys are read; 'hit' marks an Elasticsearch hit to unwrap and classify again.
+    Only the top-level keys `k` are read; 'hit' marks an Elasticsearch hit to unwrap and classify
+    again. For a shape whose document is its own event data, `k` is also its field list.
     """
     return f"""
-SELECT source_id, seq, line,
+SELECT source_id, seq, line, k,
   CASE WHEN k IS NULL THEN 'malformed'
        WHEN list_contains(k, '_source') THEN 'hit'
        WHEN list_contains(k, 'Event') THEN 'evtx'
@@ -594,8 +595,10 @@ FROM {batch} b JOIN {classified} c USING (source_id, seq) WHERE c.shape = 'hit'
 
 def normalise_sql(docs: str, classified: str, shapes: list[str]) -> str:
     """Normalised rows of the given shapes: `docs` is a batch, `classified` its classify_sql rows."""
-    parts = [SHAPE_SELECTS[s](f"(SELECT b.* FROM {docs} b JOIN {classified} c USING (source_id, seq) "
-                              f"WHERE c.shape = '{s}')") for s in shapes]
+    # A semi-join: the hash table holds the small classified keys, never the documents.
+    parts = [SHAPE_SELECTS[s](f"(SELECT * FROM {docs} b WHERE EXISTS (SELECT 1 FROM {classified} c "
+                              f"WHERE c.source_id = b.source_id AND c.seq = b.seq AND c.shape = '{s}'))")
+             for s in shapes]
     return "\nUNION ALL\n".join(parts)
 
 

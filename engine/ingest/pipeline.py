@@ -48,6 +48,8 @@ BATCH_BYTES = 48 << 20
 GROUP_ROWS = 200_000
 GROUP_BYTES = 96 << 20
 GROUP_SECONDS = 5.0
+# Read-ahead: batches waiting for the writer.
+QUEUE_BYTES = 64 << 20
 SHAPE_NAMES = {
     "evtx": "EVTX",
     "evtx-json": "EVTX JSON (evtx_dump)",
@@ -275,7 +277,11 @@ class _Writer(threading.Thread):
         self.con = case.con
         self.dedupe = dedupe
         self.batch_rows = batch_rows
-        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=2)
+        # Bounded by bytes, not items: the reader must be able to fill a whole next batch of small
+        # files while the writer normalises the previous one, or the two stages take turns.
+        self.inbox: queue.Queue[_Item] = queue.Queue()
+        self._queued_bytes = 0
+        self._room = threading.Condition()
         self.error: BaseException | None = None
         self.records_read = 0
         self._stop_now = threading.Event()
@@ -292,13 +298,21 @@ class _Writer(threading.Thread):
 
     # -- the reading side ------------------------------------------------------------------------------
     def put(self, item: _Item) -> None:
-        while True:
-            self.check()
-            try:
-                self.inbox.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        size = item[2].nbytes if item[2] is not None else 0
+        with self._room:
+            while self._queued_bytes and self._queued_bytes + size > QUEUE_BYTES:
+                self.check()
+                self._room.wait(0.2)
+            self._queued_bytes += size
+        self.check()
+        self.inbox.put(item)
+
+    def _taken(self, table: pa.Table | None) -> None:
+        if table is None:
+            return
+        with self._room:
+            self._queued_bytes -= table.nbytes
+            self._room.notify_all()
 
     def check(self) -> None:
         if self.error is not None:
@@ -330,6 +344,7 @@ class _Writer(threading.Thread):
                     kind, f, table = self.inbox.get(timeout=0.2)
                 except queue.Empty:
                     continue
+                self._taken(table)
                 if f is not None:
                     self._files[f.source_id] = f
                 if kind == "batch":
@@ -395,50 +410,56 @@ class _Writer(threading.Thread):
     def _flush(self) -> None:
         if not self._pending:
             return
-        # One contiguous table: DuckDB scans thousands of tiny Arrow chunks (small files) slowly.
+        # A few large chunks: DuckDB scans thousands of tiny Arrow chunks (small files) slowly, and
+        # one chunk keeps a query on one thread.
         table = pa.concat_tables(self._pending).combine_chunks()
+        table = pa.Table.from_batches(table.to_batches(max_chunksize=max(4096, -(-table.num_rows // 4))))
         self._group_bytes += self._pending_bytes
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         self._group_rows += table.num_rows
         files = {int(sid): self._files[int(sid)] for sid in table.column("source_id").unique().to_pylist()}
         con = self.con
         con.register("_batch", table)
-        docs: str | None = "_batch"
         try:
-            if all(f.kind == "evtx" for f in files.values()):
+            evtx_only = all(f.kind == "evtx" for f in files.values())
+            if evtx_only:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS {_with_source(evtx_sql('_batch'))}")
-            else:
-                docs = self._classify(files)
-                if docs is None:
-                    return
+            elif not self._classify(files):
+                return
             if self.dedupe:
                 for sid, n in _drop_duplicates(con):
                     files[sid].duplicates += n
             for sid, n in con.execute("SELECT source_id, count(*) FROM _norm GROUP BY ALL").fetchall():
                 files[sid].stored += n
             con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm ORDER BY eid")
-            # The document comes straight from the batch: it is the largest column by far.
-            con.execute(f"""INSERT INTO event_data
-                SELECT n.eid, CASE WHEN n.doc_is = 'data' THEN b.doc::JSON ELSE n.data END,
-                       CASE WHEN n.doc_is = 'raw' THEN b.doc END
-                FROM _norm n JOIN {docs} b USING (source_id, seq) ORDER BY n.eid""")
+            con.execute("""INSERT INTO event_data
+                SELECT eid, CASE WHEN doc_is = 'data' THEN doc ELSE data END,
+                       CASE WHEN doc_is = 'raw' THEN doc END
+                FROM _norm ORDER BY eid""")
             # Field names for the filter language: every event-data key, read where each shape keeps
-            # it. Events of a kind share their key list, so lists are counted before unnesting.
+            # it. Events of a kind share their key list, so lists are counted before unnesting. A
+            # document that is its own event data had its keys listed when it was classified.
+            own_keys = "" if evtx_only else """
+                    UNION ALL
+                    SELECT k AS ks, count(*) AS n FROM _cls c
+                    WHERE EXISTS (SELECT 1 FROM _norm n WHERE n.doc_is = 'data' AND n.source_id = c.source_id
+                                  AND n.seq = c.seq)
+                    GROUP BY ks"""
             con.execute(f"""INSERT INTO fields
                 SELECT k, sum(n) FROM (
                   SELECT unnest(ks) AS k, n FROM (
-                    SELECT CASE WHEN n.data IS NOT NULL THEN json_keys(n.data)
-                                WHEN n.doc_is = 'raw' THEN json_keys(b.doc, '{EVTX_EVENT_DATA}')
-                                ELSE json_keys(b.doc) END AS ks, count(*) AS n
-                    FROM _norm n JOIN {docs} b USING (source_id, seq) GROUP BY ks))
+                    SELECT CASE WHEN data IS NOT NULL THEN json_keys(data)
+                                ELSE json_keys(doc, '{EVTX_EVENT_DATA}') END AS ks, count(*) AS n
+                    FROM _norm WHERE doc_is <> 'data' GROUP BY ks{own_keys}))
                 WHERE k IS NOT NULL GROUP BY k""")
         finally:
             con.unregister("_batch")
             con.execute("DROP TABLE IF EXISTS _norm")
             con.execute("DROP TABLE IF EXISTS _hits")
 
-    def _classify(self, files: dict[int, _File]) -> str | None:
-        """Classify a JSON batch into _cls and normalise it into _norm; returns the docs relation."""
+    def _classify(self, files: dict[int, _File]) -> bool:
+        """Classify a JSON batch into _cls and normalise it into _norm; False when nothing in it is
+        an event of a known shape."""
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE _cls AS {classify_sql('_batch')}")
         docs = "_batch"
@@ -456,10 +477,10 @@ class _Writer(threading.Thread):
                 files[sid].shapes[shape] = files[sid].shapes.get(shape, 0) + n
                 shapes.append(shape)
         if not shapes:
-            return None
+            return False
         con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS "
                     f"{_with_source(normalise_sql(docs, '_cls', sorted(set(shapes))))}")
-        return docs
+        return True
 
     def _note_bad_documents(self, files: dict[int, _File]) -> None:
         rows = self.con.execute("""
