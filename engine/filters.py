@@ -51,6 +51,9 @@ TIME_KEYS = ("after", "before")
 # Columns a bare word is looked for in, besides the original event.
 TEXT_COLUMNS = [c for c in EVENT_COLUMN_NAMES if COLUMN_TYPES[c] == "VARCHAR"]
 _NUMERIC = {"INTEGER", "BIGINT", "UBIGINT", "UINTEGER", "SMALLINT"}
+# How every term that reads the original documents names them, always followed by a parenthesised
+# condition: views.resolve_steps() narrows it to one range of documents at a time.
+DOCUMENTS = "FROM event_data d WHERE"
 
 
 class FilterError(ValueError):
@@ -88,6 +91,11 @@ class Compiled:
     @property
     def empty(self) -> bool:
         return not self.terms
+
+    @property
+    def reads_documents(self) -> bool:
+        """True when a term looks into the original documents: the slow, full-text kind of filter."""
+        return DOCUMENTS in self.sql
 
 
 def tokenize(text: str) -> list[Term]:
@@ -306,7 +314,7 @@ class Compiler:
                 else:
                     ors.append(f"lower({expr}) = lower(?)")
                     params += [path, path, value]
-        return f"e.eid IN (SELECT d.eid FROM event_data d WHERE {' OR '.join(ors)})", params
+        return f"e.eid IN (SELECT d.eid {DOCUMENTS} ({' OR '.join(ors)}))", params
 
     def _anywhere(self, value: str) -> tuple[str, list[Any]]:
         """A substring of any field, case-insensitive; `*` is a wildcard.
@@ -325,8 +333,8 @@ class Compiler:
         if number is not None:
             extra = " OR e.event_id = ?"
             params.append(number)
-        sql = (f"{cols}{extra} OR e.eid IN (SELECT d.eid FROM event_data d WHERE "
-               f"regexp_matches(d.raw, ?) OR regexp_matches(d.data, ?))")
+        sql = (f"{cols}{extra} OR e.eid IN (SELECT d.eid {DOCUMENTS} "
+               f"(regexp_matches(d.raw, ?) OR regexp_matches(d.data, ?)))")
         return sql, [*params, doc_pattern, doc_pattern]
 
 

@@ -9,6 +9,7 @@ cursor to run on, so each UI worker thread can use its own.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from .filters import Compiled, compile_filter
+from .filters import DOCUMENTS, Compiled, compile_filter
 from .ingest.normalise import EVTX_EVENT_DATA
 from .schema import EVENT_COLUMN_NAMES
 from .summary import process_of, summarise, user_of
@@ -32,6 +33,12 @@ class View:
     filter: Compiled
     total: int  # events in the case
     positions: np.ndarray | None  # None: no filter, every position matches
+    # Share of the events already looked at: below 1 while resolve_steps() is still going.
+    done: float = 1.0
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= 1.0
 
     @property
     def count(self) -> int:
@@ -64,6 +71,76 @@ def resolve(cur: Cursor, text_or_compiled: str | Compiled, names: list[str] | No
     positions = cur.execute(f"SELECT pos FROM events e WHERE {compiled.sql} ORDER BY pos",
                             compiled.params).fetchnumpy()["pos"]
     return View(compiled, total, np.asarray(positions, dtype=np.int64))
+
+
+# Documents read by the first step of a full-text filter (its first rows show after it), and the
+# most any later step reads; steps grow between the two.
+FIRST_STEP_DOCUMENTS = 100_000
+MAX_STEP_DOCUMENTS = 1_000_000
+
+
+def document_ranges(cur: Cursor, first: int | None = None,
+                    largest: int | None = None) -> list[tuple[int, int, int]]:
+    """Consecutive eid ranges [lo, hi) that together hold every event, with the documents in each.
+
+    Boundaries are sampled from `event_data` in storage order (which is eid order: documents are
+    appended as they are ingested), so a range is a run of row groups that DuckDB's zone maps let it
+    read alone. The first range is small so that a full-text filter shows rows soon.
+    """
+    first = first or FIRST_STEP_DOCUMENTS
+    largest = largest or MAX_STEP_DOCUMENTS
+    step = max(1, first // 2)
+    sample = [int(r[0]) for r in cur.execute(
+        "SELECT eid FROM event_data WHERE rowid % ? = 0 ORDER BY eid", [step]).fetchall()]
+    total = int(cur.execute("SELECT count(*) FROM event_data").fetchall()[0][0])
+    if not sample:
+        return [(-(2**63), 2**63 - 1, 0)]
+    # The ranges cover all of eid space, so events whose documents are missing are still visited.
+    bounds = [-(2**63), *sample[1:], 2**63 - 1]
+    ranges: list[tuple[int, int, int]] = []
+    lo, size, want = bounds[0], 0, first
+    for i in range(1, len(bounds)):
+        size += step
+        if size >= want or i == len(bounds) - 1:
+            ranges.append((lo, bounds[i], size))
+            lo, size, want = bounds[i], 0, min(largest, want * 2)
+    # The sampled sizes are estimates; the last range holds whatever is left.
+    counted = sum(r[2] for r in ranges[:-1])
+    ranges[-1] = (ranges[-1][0], ranges[-1][1], max(0, total - counted))
+    return ranges
+
+
+def resolve_steps(cur: Cursor, compiled: Compiled, *, first: int | None = None,
+                  largest: int | None = None) -> Iterator[View]:
+    """Resolve a filter in steps, yielding a growing view after each; the last one is complete.
+
+    A filter that reads the original documents (a bare word, a field of the original event) scans
+    gigabytes of text on a large case. Taken one range of documents at a time (the events whose
+    eid falls in the range, against only those documents) the matches found so far can be shown
+    after the first step, with `done` saying how much has been looked at. Any other filter is a
+    single step.
+    """
+    if not compiled.reads_documents:
+        yield resolve(cur, compiled)
+        return
+    total = total_events(cur)
+    ranges = document_ranges(cur, first, largest)
+    documents = max(1, sum(r[2] for r in ranges))
+    found: list[np.ndarray] = []
+    seen = 0
+    positions = np.empty(0, dtype=np.int64)
+    for lo, hi, size in ranges:
+        # lo/hi are integers computed here, never user text; the filter's own values stay parameters.
+        narrowed = compiled.sql.replace(
+            DOCUMENTS, f"FROM event_data d WHERE d.eid >= {int(lo)} AND d.eid < {int(hi)} AND")
+        got = cur.execute(f"SELECT pos FROM events e WHERE e.eid >= {int(lo)} AND e.eid < {int(hi)} "
+                          f"AND ({narrowed})", compiled.params).fetchnumpy()["pos"]
+        seen += size
+        if len(got):
+            found.append(np.asarray(got, dtype=np.int64))
+            positions = np.sort(np.concatenate(found), kind="stable")
+            found = [positions]
+        yield View(compiled, total, positions, done=min(1.0, seen / documents) if hi < 2**63 - 1 else 1.0)
 
 
 def window(cur: Cursor, view: View, start: int, n: int) -> list[dict[str, Any]]:

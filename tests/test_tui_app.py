@@ -160,3 +160,35 @@ def test_blocks_of_an_old_generation_are_dropped(built: Path) -> None:
         assert tl.row_at(0)["eid"] != -1
 
     run(AshiatoApp(built, user_keymap=False), scenario)
+
+
+def test_a_full_text_filter_shows_matches_while_it_searches_and_ends_with_all_of_them(
+        built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import Case, views
+    from tui.screens import timeline as timeline_screen
+
+    # Tiny steps, so this small case is searched in many of them.
+    monkeypatch.setattr(views, "FIRST_STEP_DOCUMENTS", 100)
+    monkeypatch.setattr(views, "MAX_STEP_DOCUMENTS", 300)
+    grown: list[float] = []
+    original = timeline_screen.ViewGrown.__init__
+
+    def record(self: Any, request: int, view: views.View) -> None:
+        grown.append(view.done)
+        original(self, request, view)
+
+    monkeypatch.setattr(timeline_screen.ViewGrown, "__init__", record)
+    with Case(built, read_only=True) as case:
+        expected = views.resolve(case.cursor(), "cmd.exe").count
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await settle(pilot)
+        screen = app.timeline_screen
+        await pilot.press("colon", *"cmd.exe", "enter")
+        await settle(pilot, timeout=30)
+        assert screen.view.complete and screen.view.count == expected
+        assert "so far" not in str(screen.status.render())
+        assert screen.state.filters == ["cmd.exe"]
+
+    run(AshiatoApp(built, user_keymap=False), scenario)
+    assert len(grown) > 3 and grown[-1] == 1.0 and all(d < 1.0 for d in grown[:-1])

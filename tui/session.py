@@ -32,6 +32,7 @@ class Job:
     cursor: Cursor
     started: float
     cancelled: bool = False
+    done: float | None = None  # share of the work done, when the job can tell
 
 
 class Session:
@@ -138,6 +139,19 @@ class Session:
         view = views.resolve(cur, self.compile(text), self.field_names)
         self.remember_view(text, view)
         return view
+
+    def resolve_steps(self, cur: Cursor, text: str) -> Iterator[views.View]:
+        """Like resolve(), but a full-text filter yields its growing view after each step; only
+        the complete view is cached."""
+        found = self.cached_view(text)
+        if found is not None:
+            yield found
+            return
+        view: views.View | None = None
+        for view in views.resolve_steps(cur, self.compile(text)):
+            yield view
+        if view is not None and view.complete:
+            self.remember_view(text, view)
 
     def time_range(self, cur: Cursor, view: views.View) -> tuple[Any, Any]:
         """Times of the first and last event of a view (cached per view)."""

@@ -121,13 +121,16 @@ class PromptScreen(ModalScreen[str | None]):
     @work(thread=True, group="prompt-count", exclusive=True, exit_on_error=False)
     def _count(self, serial: int, session: Session, text: str) -> None:
         try:
-            with session.busy("counting") as (cur, _job):
-                self._count_job = _job
-                view = session.resolve(cur, text)
+            with session.busy("counting") as (cur, job):
+                self._count_job = job
+                # A full-text filter counts in steps; each shows the matches found so far.
+                for view in session.resolve_steps(cur, text):
+                    if job.cancelled:
+                        return
+                    job.done = None if view.complete else view.done
+                    self.app.call_from_thread(self._count_done, serial, view.count, view.total, view.done)
         except Exception as exc:
             self.app.call_from_thread(self._count_failed, serial, str(exc))
-            return
-        self.app.call_from_thread(self._count_done, serial, view.count, view.total)
 
     def _cancel_count(self) -> None:
         if self._live_timer is not None:
@@ -138,8 +141,11 @@ class PromptScreen(ModalScreen[str | None]):
             self.live_filter[0].cancel(job)
             self._count_job = None
 
-    def _count_done(self, serial: int, count: int, total: int) -> None:
+    def _count_done(self, serial: int, count: int, total: int, done: float = 1.0) -> None:
         if serial != self._live_serial:
+            return
+        if done < 1.0:
+            self.set_info(Text(f"{count:,} events match so far ({done:.0%} searched)", style="bold"))
             return
         self.live_count = count
         self.set_info(Text(f"{count:,} of {total:,} events match", style="bold"))

@@ -25,7 +25,7 @@ from engine.filters import Compiled, FilterError, parse_time
 
 from ..keymap import Keymap, Preset
 from ..safe_text import to_str
-from ..session import Session, filter_error_text
+from ..session import Job, Session, filter_error_text
 from ..widgets.columns import DEFAULT_COLUMNS, format_time, raw_value, short_host, source_column
 from ..widgets.detail import DetailView
 from ..widgets.status import StatusBar
@@ -126,10 +126,19 @@ class ViewReady(Message):
         self.push, self.index, self.blocks = push, index, blocks
 
 
+class ViewGrown(Message):
+    """A full-text filter looked at more events: its view, with the matches found so far."""
+
+    def __init__(self, request: int, view: views.View) -> None:
+        super().__init__()
+        self.request, self.view = request, view
+
+
 class ViewFailed(Message):
-    def __init__(self, request: int, error: str, cancelled: bool) -> None:
+    def __init__(self, request: int, error: str, cancelled: bool, *, partial: bool = False) -> None:
         super().__init__()
         self.request, self.error, self.cancelled = request, error, cancelled
+        self.partial = partial  # a full-text filter stopped after showing some of its matches
 
 
 class TimelineScreen(Screen[None]):
@@ -165,6 +174,7 @@ class TimelineScreen(Screen[None]):
         self._side_eid: int | None = None
         self._side_serial = 0
         self._work_timer: Timer | None = None
+        self._resolve_job: Job | None = None
         self.last_message = ""
 
     @property
@@ -211,7 +221,7 @@ class TimelineScreen(Screen[None]):
         self.status.set_message(text, error=error)
 
     def _tick_work(self) -> None:
-        jobs = [(j.label, j.started) for j in self.session.jobs()]
+        jobs = [(j.label, j.started, j.done) for j in self.session.jobs()]
         if jobs or self.status.work:
             self.status.work = jobs
             self.status.refresh()
@@ -220,7 +230,8 @@ class TimelineScreen(Screen[None]):
         view = self.view
         self.status.update_view(title=self.state.shown_title(), filters=" ".join(self.state.filters),
                                 enabled=self.state.enabled, count=view.count if view else 0,
-                                total=self.session.total, first=self.time_range[0], last=self.time_range[1])
+                                total=self.session.total, first=self.time_range[0], last=self.time_range[1],
+                                done=view.done if view else 1.0)
 
     # -- views -----------------------------------------------------------------------------------------------
     def go(self, state: ViewState, *, push: bool = True, anchor: int | None = None, keep_anchor: bool = True) -> bool:
@@ -235,31 +246,59 @@ class TimelineScreen(Screen[None]):
             row = self.timeline.current_row()
             anchor = int(row["pos"]) if row is not None and row.get("pos") is not None else None
         self._request += 1
+        # A newer request cancels an older one still running (a full-text search may take a while).
+        self.session.cancel(self._resolve_job)
         self._resolve(self._request, state, text, push, anchor)
         return True
 
     @work(thread=True, group="resolve", exit_on_error=False)
     def _resolve(self, request: int, state: ViewState, text: str, push: bool, anchor: int | None) -> None:
-        """Resolve the filter and fetch the rows the new view opens on, in one worker."""
+        """Resolve the filter and fetch the rows the new view opens on, in one worker.
+
+        A full-text filter resolves in steps: the view opens after the first step and grows with
+        each later one (ViewGrown) while the status bar shows how far the search has got."""
         label = "filtering" if text else "loading"
         height = self.timeline.size.height
+        shown = False
         try:
             with self.session.busy(label) as (cur, job):
-                view = self.session.resolve(cur, text)
-                index = 0
-                if anchor is not None:
-                    index = min(view.index_of_pos(anchor), max(0, view.count - 1))
-                blocks = {}
-                for block in Timeline.blocks_for(index, view.count, height):
-                    blocks[block] = views.window(cur, view, block * BLOCK, BLOCK)
+                self._resolve_job = job
+                for view in self.session.resolve_steps(cur, text):
+                    if job.cancelled:
+                        break
+                    job.done = None if view.complete else view.done
+                    if shown:
+                        self.post_message(ViewGrown(request, view))
+                        continue
+                    if not view.count and not view.complete:
+                        continue  # nothing to show yet: keep the old view until there is
+                    index = 0
+                    if anchor is not None:
+                        index = min(view.index_of_pos(anchor), max(0, view.count - 1))
+                    blocks = {}
+                    for block in Timeline.blocks_for(index, view.count, height):
+                        blocks[block] = views.window(cur, view, block * BLOCK, BLOCK)
+                    self.post_message(ViewReady(request, state, view, push, index, blocks))
+                    shown = True
         except Exception as exc:
             cancelled = "Interrupt" in type(exc).__name__ or "Interrupted" in str(exc)
-            self.post_message(ViewFailed(request, str(exc), cancelled))
+            self.post_message(ViewFailed(request, str(exc), cancelled, partial=shown))
             return
         if job.cancelled:
-            self.post_message(ViewFailed(request, "cancelled", True))
+            self.post_message(ViewFailed(request, "cancelled", True, partial=shown))
+
+    @on(ViewGrown)
+    def _view_grown(self, message: ViewGrown) -> None:
+        if message.request != self._applied or self.view is None:
             return
-        self.post_message(ViewReady(request, state, view, push, index, blocks))
+        row = self.timeline.current_row()
+        self.view = message.view
+        self.timeline.update_view(message.view, None if row is None else int(row["pos"]))
+        if message.view.complete:
+            self.time_range = (None, None)
+            self._range_worker(message.request, message.view)
+        self._refresh_status()
+        self.message("" if message.view.count else "no event matches")
 
     @on(ViewReady)
     def _view_ready(self, message: ViewReady) -> None:
@@ -277,7 +316,7 @@ class TimelineScreen(Screen[None]):
                                blocks=message.blocks)
         self._refresh_status()
         self.message("" if message.view.count else "no event matches")
-        if self.time_range == (None, None) and message.view.count:
+        if self.time_range == (None, None) and message.view.count and message.view.complete:
             self._range_worker(message.request, message.view)
         self.ashiato.view_changed()
 
@@ -297,7 +336,11 @@ class TimelineScreen(Screen[None]):
     def _view_failed(self, message: ViewFailed) -> None:
         # The request is over, though it failed: nothing is loading any more.
         self._applied = max(self._applied, message.request)
-        if message.cancelled:
+        if message.request < self._request:
+            return  # superseded by a newer filter, which cancelled it
+        if message.cancelled and message.partial and self.view is not None:
+            self.message(f"search stopped: showing the matches in the {self.view.done:.0%} searched")
+        elif message.cancelled:
             self.message("cancelled")
         else:
             self.message(message.error, error=True)

@@ -30,13 +30,15 @@ class StatusBar(Widget):
         self.first: datetime | None = None
         self.last: datetime | None = None
         self.local_time = False
-        self.work: list[tuple[str, float]] = []  # (label, started)
+        self.work: list[tuple[str, float, float | None]] = []  # (label, started, share done)
+        self.view_done = 1.0  # share of the events a full-text filter has looked at so far
         self.message = ""
         self.message_is_error = False
         self.tag: str | None = None
 
     def update_view(self, *, title: str, filters: str, enabled: bool, count: int, total: int,
-                    first: datetime | None, last: datetime | None) -> None:
+                    first: datetime | None, last: datetime | None, done: float = 1.0) -> None:
+        self.view_done = done
         self.title, self.filters, self.filters_enabled = title, filters, enabled
         self.count, self.total, self.first, self.last = count, total, first, last
         self.refresh()
@@ -71,15 +73,18 @@ class StatusBar(Widget):
             bottom.append("0", style="bold")
         if self.count != self.total:
             bottom.append(f"  of {self.total:,}", style="dim")
+        if self.view_done < 1.0:
+            bottom.append(f"  so far ({self.view_done:.0%} searched)", style="bold")
         if self.first is not None or self.last is not None:
             first = format_time(self.first, self.local_time) or "?"
             last = format_time(self.last, self.local_time) or "(no time)"
             bottom.append("  ")
             bottom.append(f"{first} → {last}", style="dim")
         if self.work:
-            label, started = self.work[-1]
+            label, started, done = self.work[-1]
             spin = SPINNER[int(time.monotonic() * 10) % len(SPINNER)]
-            bottom.append(f"  {spin} {label} {time.monotonic() - started:.1f}s", style="bold")
+            share = "" if done is None else f" {done:.0%}"
+            bottom.append(f"  {spin} {label}{share} {time.monotonic() - started:.1f}s", style="bold")
             bottom.append(" (Esc cancels)", style="dim")
         if self.message:
             bottom.append("  ")

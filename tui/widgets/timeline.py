@@ -130,6 +130,27 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self._schedule_dispatch()
         self._announce()
 
+    def update_view(self, view: views.View, anchor_pos: int | None) -> None:
+        """The same filter with more matches found (a full-text filter still searching).
+
+        The cursor stays on its event, at the same place on screen, as rows appear around it; on
+        the first row it stays there, so the earliest matches found so far stay in sight."""
+        on_screen = self.cursor - int(self.scroll_offset.y)
+        index = 0 if anchor_pos is None or self.cursor == 0 else view.index_of_pos(anchor_pos)
+        self.generation += 1
+        self.view = view
+        self._blocks.clear()
+        self._pending.clear()
+        self._strips.clear()
+        self.virtual_size = Size(max(1, self.size.width), view.count)
+        self.cursor = max(0, min(index, view.count - 1))
+        height = max(1, self.size.height)
+        top = max(0, min(max(0, view.count - height), self.cursor - on_screen))
+        self.scroll_to(y=top, animate=False)
+        self.refresh()
+        self._schedule_dispatch()
+        self._announce()
+
     @staticmethod
     def blocks_for(index: int, count: int, height: int) -> list[int]:
         """The blocks on screen once `index` is the cursor of a new view (placed as `set_view` does)."""

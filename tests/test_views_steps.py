@@ -1,0 +1,101 @@
+"""Full-text filters resolve in steps (one range of documents at a time) so the timeline can show
+the first matches at once: whatever the steps, the last view is exactly the one-query answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine import Case, views
+from engine.filters import compile_filter
+from engine.ingest import ingest
+from fixtures import shapes
+from fixtures.incident import incident
+
+# Bare words (plain, wildcard, JSON-escaped path, negated), original fields, and mixes with
+# typed columns: every kind of term that reads the documents.
+FULL_TEXT_FILTERS = [
+    "mimikatz",
+    "comsvcs",
+    "-svchost eid:4688",
+    "lsass eid:10",
+    "net*user",
+    r'"C:\Windows\System32"',
+    "TokenElevationType:%%1936",
+    "-mimikatz -lsass",
+    '"whoami /all"',
+    "LogonType:3 -alice",
+]
+
+
+@pytest.fixture(scope="module")
+def every_shape_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Case]:
+    """The incident written in every supported shape, one file each: many sources, many eids."""
+    d = tmp_path_factory.mktemp("steps")
+    paths = list(shapes.write_all(incident(7, 300), d / "exports").values())
+    case = Case(d / "case.duckdb")
+    ingest(case, paths, dedupe=False)
+    try:
+        yield case
+    finally:
+        case.close()
+
+
+def _steps(case: Case, text: str, first: int, largest: int) -> list[views.View]:
+    cur = case.cursor()
+    return list(views.resolve_steps(cur, compile_filter(text, views.field_names(cur)), first=first,
+                                    largest=largest))
+
+
+@pytest.mark.parametrize("text", FULL_TEXT_FILTERS)
+def test_the_last_step_of_a_full_text_filter_is_exactly_the_one_query_view(every_shape_case: Case, text: str) -> None:
+    whole = views.resolve(every_shape_case.cursor(), text)
+    steps = _steps(every_shape_case, text, first=40, largest=400)
+    assert len(steps) > 5, "the small step sizes should split this case into many steps"
+    assert steps[-1].complete
+    assert steps[-1].positions is not None and whole.positions is not None
+    assert np.array_equal(steps[-1].positions, whole.positions)
+
+
+@pytest.mark.parametrize("text", ["mimikatz", "-svchost eid:4688"])
+def test_each_step_keeps_what_earlier_steps_found_and_says_how_far_it_got(every_shape_case: Case, text: str) -> None:
+    steps = _steps(every_shape_case, text, first=40, largest=400)
+    done = [s.done for s in steps]
+    assert done == sorted(done) and done[-1] == 1.0
+    assert all(not s.complete for s in steps[:-1])
+    for earlier, later in zip(steps, steps[1:], strict=False):
+        assert earlier.positions is not None and later.positions is not None
+        assert np.all(np.diff(later.positions) > 0), "positions stay sorted and unique"
+        assert set(earlier.positions.tolist()) <= set(later.positions.tolist())
+
+
+def test_a_filter_on_typed_columns_only_is_one_complete_step(every_shape_case: Case) -> None:
+    steps = _steps(every_shape_case, "eid:4624,4625 -logon_type:5", first=40, largest=400)
+    assert len(steps) == 1 and steps[0].complete
+    whole = views.resolve(every_shape_case.cursor(), "eid:4624,4625 -logon_type:5")
+    assert steps[0].positions is not None and whole.positions is not None
+    assert np.array_equal(steps[0].positions, whole.positions)
+
+
+def test_document_ranges_cover_every_event_once(every_shape_case: Case) -> None:
+    cur = every_shape_case.cursor()
+    ranges = views.document_ranges(cur, first=40, largest=400)
+    assert ranges[0][0] < 0 and ranges[-1][1] == 2**63 - 1
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False)), "ranges are contiguous"
+    per_range = [cur.execute("SELECT count(*) FROM events WHERE eid >= ? AND eid < ?", [lo, hi]).fetchall()[0][0]
+                 for lo, hi, _n in ranges]
+    assert sum(per_range) == views.total_events(cur)
+    assert sum(n for _lo, _hi, n in ranges) == views.total_events(cur)
+
+
+def test_full_text_steps_on_the_real_corpus_end_with_the_one_query_view(corpus_case: Any) -> None:
+    case = corpus_case.case
+    for text in ("mimikatz", "lsass -eid:10", "powershell eid:4104"):
+        whole = views.resolve(case.cursor(), text)
+        steps = _steps(case, text, first=2000, largest=20_000)
+        assert len(steps) > 3 and steps[-1].complete
+        assert steps[-1].positions is not None and whole.positions is not None
+        assert np.array_equal(steps[-1].positions, whole.positions), text
