@@ -192,3 +192,43 @@ def test_a_full_text_filter_shows_matches_while_it_searches_and_ends_with_all_of
 
     run(AshiatoApp(built, user_keymap=False), scenario)
     assert len(grown) > 3 and grown[-1] == 1.0 and all(d < 1.0 for d in grown[:-1])
+
+
+def test_escape_stops_a_full_text_search_and_keeps_the_matches_found_so_far(
+        built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from engine import views
+
+    release = threading.Event()
+    real_steps = views.resolve_steps
+
+    def held_steps(cur: Any, compiled: Any, **kw: Any) -> Any:
+        # Small steps; after the first one with matches the search "takes long" until let go.
+        held = False
+        for view in real_steps(cur, compiled, first=100, largest=300):
+            yield view
+            if view.count and not view.complete and not held:
+                held = True
+                release.wait(10)
+
+    monkeypatch.setattr(views, "resolve_steps", held_steps)
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await settle(pilot)
+        screen = app.timeline_screen
+        await pilot.press("colon", *"cmd.exe", "enter")
+        for _ in range(500):
+            await pilot.pause(0.01)
+            if screen.view is not None and not screen.view.complete:
+                break
+        partial = screen.view
+        assert partial is not None and not partial.complete and partial.count > 0
+        assert "searched)" in str(screen.status.render())
+        await pilot.press("escape")
+        release.set()
+        await settle(pilot)
+        assert screen.view is partial, "the matches found so far stay on screen"
+        assert "search stopped" in screen.last_message
+
+    run(AshiatoApp(built, user_keymap=False), scenario)

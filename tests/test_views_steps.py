@@ -3,6 +3,7 @@ the first matches at once: whatever the steps, the last view is exactly the one-
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,7 +67,7 @@ def test_each_step_keeps_what_earlier_steps_found_and_says_how_far_it_got(every_
     done = [s.done for s in steps]
     assert done == sorted(done) and done[-1] == 1.0
     assert all(not s.complete for s in steps[:-1])
-    for earlier, later in zip(steps, steps[1:], strict=False):
+    for earlier, later in itertools.pairwise(steps):
         assert earlier.positions is not None and later.positions is not None
         assert np.all(np.diff(later.positions) > 0), "positions stay sorted and unique"
         assert set(earlier.positions.tolist()) <= set(later.positions.tolist())
@@ -84,7 +85,7 @@ def test_document_ranges_cover_every_event_once(every_shape_case: Case) -> None:
     cur = every_shape_case.cursor()
     ranges = views.document_ranges(cur, first=40, largest=400)
     assert ranges[0][0] < 0 and ranges[-1][1] == 2**63 - 1
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False)), "ranges are contiguous"
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges)), "ranges are contiguous"
     per_range = [cur.execute("SELECT count(*) FROM events WHERE eid >= ? AND eid < ?", [lo, hi]).fetchall()[0][0]
                  for lo, hi, _n in ranges]
     assert sum(per_range) == views.total_events(cur)
