@@ -13,7 +13,9 @@ CASE is reused when it exists, otherwise built:
 
 A substring filter shows its first matches while it goes on searching (progress in the status
 bar): its figure is the time until those first rows are on screen, and the time until the search
-is complete is reported beside it.
+is complete is reported beside it. Pilot's press() only returns once the screen is idle, which a
+growing search keeps it from being, so the rows are watched for while the press is still on, and
+nothing is subtracted from that figure.
 
 Each measurement is the time from the key press until every visible row is on screen (no
 placeholder, nothing loading), median of `--runs`, minus the median time Pilot takes to press a
@@ -91,7 +93,7 @@ def build_case(path: Path, events: int, base: int) -> None:
 
 
 # -- measuring --------------------------------------------------------------------------------------------------
-async def wait_rows(app: Any, pilot: Any, timeout: float = 60.0) -> None:
+async def wait_rows(app: Any, pilot: Any, timeout: float = 60.0, *, settle: bool = True) -> None:
     """Until the visible rows are all loaded and nothing is pending."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -99,7 +101,8 @@ async def wait_rows(app: Any, pilot: Any, timeout: float = 60.0) -> None:
         if screen is not None and screen.is_mounted and app.screen is screen:
             tl = screen.timeline
             if screen._applied == screen._request and tl.view is not None and tl.loaded() and not tl.pending():
-                await pilot.pause()
+                if settle:
+                    await pilot.pause()
                 return
         await asyncio.sleep(0.001)
     raise TimeoutError("rows did not arrive")
@@ -143,18 +146,26 @@ async def measure(case: Path, runs: int, substring_runs: int) -> dict[str, list[
         screen = app.timeline_screen
         tl = screen.timeline
 
-        async def timed(name: str, key: str, timeout: float = 60.0) -> None:
+        async def timed(name: str, key: str, timeout: float = 60.0, *, while_busy: bool = False) -> None:
             forget(app)
             started = time.perf_counter()
-            await pilot.press(key)
+            if while_busy:
+                # Pilot's press() returns only once the screen is idle, which a search that keeps
+                # growing its view is not for seconds: watch for the rows while the press is on.
+                press = asyncio.create_task(pilot.press(key))
+                await asyncio.sleep(0)
+            else:
+                await pilot.press(key)
             try:
-                await wait_rows(app, pilot, timeout)
+                await wait_rows(app, pilot, timeout, settle=not while_busy)
             except TimeoutError:
                 # Recorded as the timeout (a lower bound), then cancelled as a user would.
                 print(f"  {name}: no rows after {timeout:.0f} s, cancelled", flush=True)
                 await pilot.press("escape")
                 await wait_rows(app, pilot)
             results[name].append(time.perf_counter() - started)
+            if while_busy:
+                await press
 
         for i in range(runs):
             started = time.perf_counter()
@@ -190,7 +201,7 @@ async def measure(case: Path, runs: int, substring_runs: int) -> dict[str, list[
                 await pilot.press(*"comsvcs")
                 screen.session.cancel_all()  # the live count of the prompt
                 started = time.perf_counter()
-                await timed("substring filter (comsvcs)", "enter", timeout=SUBSTRING_TIMEOUT)
+                await timed("substring filter (comsvcs)", "enter", timeout=SUBSTRING_TIMEOUT, while_busy=True)
                 results["substring: searching at first rows"].append(float(not screen.view.complete))
                 await wait_jobs(screen, timeout=600)
                 results["substring: search complete"].append(time.perf_counter() - started)
@@ -217,7 +228,8 @@ def report(results: dict[str, list[float]]) -> None:
         values = results[name]
         if not values:
             continue
-        sub = 0.0 if name == "launch to first rows" else overhead
+        # The substring figure is watched while its press is still on: nothing to subtract.
+        sub = 0.0 if name in ("launch to first rows", "substring filter (comsvcs)") else overhead
         med = max(0.0, statistics.median(values) - sub)
         p90 = max(0.0, sorted(values)[int(0.9 * (len(values) - 1))] - sub)
         ok = "ok" if med <= target else "SLOW"
@@ -255,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         overhead = statistics.median(results["pilot overhead"])
-        out = {name: round(max(0.0, statistics.median(v) - (0 if name == "launch to first rows" else overhead)), 4)
+        no_overhead = ("launch to first rows", "substring filter (comsvcs)")
+        out = {name: round(max(0.0, statistics.median(v) - (0 if name in no_overhead else overhead)), 4)
                for name, v in results.items() if name in TARGETS and v}
         if results["substring: search complete"]:
             out["substring_search_complete_s"] = round(statistics.median(results["substring: search complete"]), 3)

@@ -173,9 +173,9 @@ def test_a_full_text_filter_shows_matches_while_it_searches_and_ends_with_all_of
     grown: list[float] = []
     original = timeline_screen.ViewGrown.__init__
 
-    def record(self: Any, request: int, view: views.View) -> None:
+    def record(self: Any, request: int, view: views.View, *args: Any) -> None:
         grown.append(view.done)
-        original(self, request, view)
+        original(self, request, view, *args)
 
     monkeypatch.setattr(timeline_screen.ViewGrown, "__init__", record)
     with Case(built, read_only=True) as case:

@@ -129,9 +129,10 @@ class ViewReady(Message):
 class ViewGrown(Message):
     """A full-text filter looked at more events: its view, with the matches found so far."""
 
-    def __init__(self, request: int, view: views.View) -> None:
+    def __init__(self, request: int, view: views.View, anchor: tuple[int | None, int, int],
+                 blocks: dict[int, list[dict[str, Any]]]) -> None:
         super().__init__()
-        self.request, self.view = request, view
+        self.request, self.view, self.anchor, self.blocks = request, view, anchor, blocks
 
 
 class ViewFailed(Message):
@@ -268,7 +269,13 @@ class TimelineScreen(Screen[None]):
                         break
                     job.done = None if view.complete else view.done
                     if shown:
-                        self.post_message(ViewGrown(request, view))
+                        # Fetch the rows the grown view will show, so they replace the old ones
+                        # without a flash of placeholders.
+                        anchor = self.timeline.anchor()
+                        _index, top = Timeline.grown_placement(view, anchor)
+                        grown = {block: views.window(cur, view, block * BLOCK, BLOCK)
+                                 for block in Timeline.blocks_from(top, view.count, anchor[2])}
+                        self.post_message(ViewGrown(request, view, anchor, grown))
                         continue
                     if not view.count and not view.complete:
                         continue  # nothing to show yet: keep the old view until there is
@@ -291,9 +298,11 @@ class TimelineScreen(Screen[None]):
     def _view_grown(self, message: ViewGrown) -> None:
         if message.request != self._applied or self.view is None:
             return
-        row = self.timeline.current_row()
         self.view = message.view
-        self.timeline.update_view(message.view, None if row is None else int(row["pos"]))
+        anchor = self.timeline.anchor()
+        # Prefetched rows fit only if the cursor did not move since the worker looked.
+        blocks = message.blocks if anchor == message.anchor else None
+        self.timeline.update_view(message.view, anchor, blocks)
         if message.view.complete:
             self.time_range = (None, None)
             self._range_worker(message.request, message.view)

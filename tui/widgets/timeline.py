@@ -130,22 +130,43 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self._schedule_dispatch()
         self._announce()
 
-    def update_view(self, view: views.View, anchor_pos: int | None) -> None:
-        """The same filter with more matches found (a full-text filter still searching).
+    def anchor(self) -> tuple[int | None, int, int]:
+        """(pos of the cursor's event or None when on the first row, its row on screen, height).
+        Read by the worker growing a full-text view from its thread: a stale answer only means
+        the rows it prefetched are not the ones shown, and they are fetched as usual."""
+        row = self.current_row() if self.cursor else None
+        pos = None if row is None or row.get("pos") is None else int(row["pos"])
+        return pos, self.cursor - int(self.scroll_offset.y), max(1, self.size.height)
 
-        The cursor stays on its event, at the same place on screen, as rows appear around it; on
-        the first row it stays there, so the earliest matches found so far stay in sight."""
-        on_screen = self.cursor - int(self.scroll_offset.y)
-        index = 0 if anchor_pos is None or self.cursor == 0 else view.index_of_pos(anchor_pos)
+    @staticmethod
+    def grown_placement(view: views.View, anchor: tuple[int | None, int, int]) -> tuple[int, int]:
+        """(cursor, top row) of a grown view: the cursor stays on its event at the same place on
+        screen; on the first row it stays there, so the earliest matches found so far stay in sight."""
+        pos, on_screen, height = anchor
+        index = 0 if pos is None else view.index_of_pos(pos)
+        index = max(0, min(index, view.count - 1))
+        top = max(0, min(max(0, view.count - height), index - on_screen))
+        return index, top
+
+    @staticmethod
+    def blocks_from(top: int, count: int, height: int) -> list[int]:
+        last = min(count, top + height) - 1
+        return list(range(top // BLOCK, last // BLOCK + 1)) if last >= top else []
+
+    def update_view(self, view: views.View, anchor: tuple[int | None, int, int],
+                    blocks: dict[int, list[dict[str, Any]]] | None = None) -> None:
+        """The same filter with more matches found (a full-text filter still searching); `blocks`
+        are the rows the worker prefetched for the placement `anchor` gives."""
+        index, top = self.grown_placement(view, anchor)
         self.generation += 1
         self.view = view
         self._blocks.clear()
         self._pending.clear()
         self._strips.clear()
+        if blocks:
+            self._blocks.update(blocks)
         self.virtual_size = Size(max(1, self.size.width), view.count)
-        self.cursor = max(0, min(index, view.count - 1))
-        height = max(1, self.size.height)
-        top = max(0, min(max(0, view.count - height), self.cursor - on_screen))
+        self.cursor = index
         self.scroll_to(y=top, animate=False)
         self.refresh()
         self._schedule_dispatch()
