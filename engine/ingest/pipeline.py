@@ -431,11 +431,13 @@ class _Writer(threading.Thread):
                     files[sid].duplicates += n
             for sid, n in con.execute("SELECT source_id, count(*) FROM _norm GROUP BY ALL").fetchall():
                 files[sid].stored += n
-            con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm ORDER BY eid")
+            # No ORDER BY: _norm keeps the batch's order (eid order, but across shapes of a mixed
+            # batch), and sorting the documents cost a copy of them. `events` is ordered afterwards.
+            con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm")
             con.execute("""INSERT INTO event_data
                 SELECT eid, CASE WHEN doc_is = 'data' THEN doc ELSE data END,
                        CASE WHEN doc_is = 'raw' THEN doc END
-                FROM _norm ORDER BY eid""")
+                FROM _norm""")
             # Field names for the filter language: every event-data key, read where each shape keeps
             # it. Events of a kind share their key list, so lists are counted before unnesting. A
             # document that is its own event data had its keys listed when it was classified.
