@@ -16,7 +16,8 @@ Shapes (domain.md §5), decided per document from its top-level keys:
   azure  Azure Monitor / Sentinel SecurityEvent rows: event data as an XML string
 An Elasticsearch hit (`_source` wrapper) is unwrapped first.
 
-Columns of the result: seq, shape, every events column but eid/pos/source_id, data, raw.
+Columns of the result: seq, shape, every events column but eid/pos/source_id, data, doc_is, doc,
+keys (the event-data field names).
 `data` is the event-data object when it is not simply a part of `raw` (see DATA_PATH).
 """
 
@@ -220,10 +221,16 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     if d is None:
         inner = f"(SELECT *, {_DATA.extract('data')} FROM {inner})"
         d = _DATA.get
+    # The event-data field names, for the filter language's catalogue. Listed here, in the
+    # parallel scan of the batch, rather than by a later pass over the stored documents. A document
+    # that is its own event data had its keys listed when it was classified.
+    keys = ("NULL::VARCHAR[]" if doc_is == "data" else
+            f"CASE WHEN data IS NOT NULL THEN json_keys(data) ELSE json_keys(doc, '{EVTX_EVENT_DATA}') END"
+            if shape == "evtx" else "json_keys(data)")
     return f"""
   SELECT seq, source_id, '{shape}' AS shape, ts, host, channel, provider, event_id, record_id, level, user_sid,
     {_hot_columns(d)},
-    data::JSON AS data, '{doc_is}' AS doc_is, doc
+    data::JSON AS data, '{doc_is}' AS doc_is, doc, {keys} AS keys
   FROM {inner}"""
 
 

@@ -28,7 +28,7 @@ from ..schema import EVENT_COLUMN_NAMES
 from .damage import Damage, Problem
 from .evtx_reader import read_evtx_python, read_evtx_rust
 from .json_reader import read_json_documents, read_json_lines
-from .normalise import EVTX_EVENT_DATA, SHAPE_SELECTS, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
+from .normalise import SHAPE_SELECTS, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
 from .sources import (
     Evidence,
     describe_head,
@@ -450,8 +450,7 @@ class _Writer(threading.Thread):
             con.execute(f"""INSERT INTO fields
                 SELECT k, sum(n) FROM (
                   SELECT unnest(ks) AS k, n FROM (
-                    SELECT CASE WHEN data IS NOT NULL THEN json_keys(data)
-                                ELSE json_keys(doc, '{EVTX_EVENT_DATA}') END AS ks, count(*) AS n
+                    SELECT keys AS ks, count(*) AS n
                     FROM _norm WHERE doc_is <> 'data' GROUP BY ks{own_keys}))
                 WHERE k IS NOT NULL GROUP BY k""")
         finally:
