@@ -83,9 +83,10 @@ def document_ranges(cur: Cursor, first: int | None = None,
                     largest: int | None = None) -> list[tuple[int, int, int]]:
     """Consecutive eid ranges [lo, hi) that together hold every event, with the documents in each.
 
-    Boundaries are sampled from `event_data` in storage order (which is eid order: documents are
-    appended as they are ingested), so a range is a run of row groups that DuckDB's zone maps let it
-    read alone. The first range is small so that a full-text filter shows rows soon.
+    Boundaries are sampled from `event_data` in storage order, which is eid order but for local
+    swaps (documents are appended batch by batch as they are ingested), so a range is a run of row
+    groups that DuckDB's zone maps let it read alone; the sizes are estimates. The first range is
+    small so that a full-text filter shows rows soon.
     """
     first = first or FIRST_STEP_DOCUMENTS
     largest = largest or MAX_STEP_DOCUMENTS
@@ -126,7 +127,6 @@ def resolve_steps(cur: Cursor, compiled: Compiled, *, first: int | None = None,
     total = total_events(cur)
     ranges = document_ranges(cur, first, largest)
     documents = max(1, sum(r[2] for r in ranges))
-    found: list[np.ndarray] = []
     seen = 0
     positions = np.empty(0, dtype=np.int64)
     for lo, hi, size in ranges:
@@ -137,9 +137,7 @@ def resolve_steps(cur: Cursor, compiled: Compiled, *, first: int | None = None,
                           f"AND ({narrowed})", compiled.params).fetchnumpy()["pos"]
         seen += size
         if len(got):
-            found.append(np.asarray(got, dtype=np.int64))
-            positions = np.sort(np.concatenate(found), kind="stable")
-            found = [positions]
+            positions = np.sort(np.concatenate([positions, np.asarray(got, dtype=np.int64)]), kind="stable")
         yield View(compiled, total, positions, done=min(1.0, seen / documents) if hi < 2**63 - 1 else 1.0)
 
 
