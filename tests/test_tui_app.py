@@ -232,3 +232,41 @@ def test_escape_stops_a_full_text_search_and_keeps_the_matches_found_so_far(
         assert "search stopped" in screen.last_message
 
     run(AshiatoApp(built, user_keymap=False), scenario)
+
+
+def test_a_new_filter_cancels_a_full_text_search_still_running(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from engine import views
+
+    release = threading.Event()
+    real_steps = views.resolve_steps
+
+    def held_steps(cur: Any, compiled: Any, **kw: Any) -> Any:
+        held = False
+        for view in real_steps(cur, compiled, first=100, largest=300):
+            yield view
+            if not view.complete and not held:
+                held = True
+                release.wait(10)
+
+    monkeypatch.setattr(views, "resolve_steps", held_steps)
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await settle(pilot)
+        screen = app.timeline_screen
+        await pilot.press("colon", *"cmd.exe", "enter")
+        for _ in range(500):
+            await pilot.pause(0.01)
+            if screen._resolve_job is not None and screen._resolve_job.done is not None:
+                break
+        searching = screen._resolve_job
+        assert searching is not None and not searching.cancelled
+        await pilot.press("2")  # the failed-logons preset, while the search is held
+        assert searching.cancelled
+        release.set()
+        await settle(pilot)
+        assert screen.state.title and "cmd.exe" not in screen.state.text()
+        assert screen.view.complete and screen.view.count > 0
+
+    run(AshiatoApp(built, user_keymap=False), scenario)
