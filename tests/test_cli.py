@@ -265,3 +265,27 @@ def test_the_console_script_runs_headless_commands(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=120)
     assert query.returncode == 0, query.stderr
     assert [json.loads(line)["record_id"] for line in query.stdout.splitlines()] == [1]
+
+
+def test_ctrl_c_inside_a_duckdb_statement_exits_130_with_the_rerun_hint(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import tui.cli
+
+    def interrupted(_args: Any) -> int:
+        # What DuckDB raises when SIGINT lands while it runs a statement on the main thread.
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(tui.cli, "cmd_stats", interrupted)
+    assert main(["stats", str(tmp_path / "case.duckdb")]) == 130
+    assert "interrupted: files already committed are kept" in capsys.readouterr().err
+
+
+def test_other_runtime_errors_are_not_taken_for_an_interrupt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tui.cli
+
+    def broken(_args: Any) -> int:
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(tui.cli, "cmd_stats", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        main(["stats", str(tmp_path / "case.duckdb")])

@@ -337,7 +337,10 @@ def test_escape_and_ctrl_c_interrupt_a_running_query(case_path: Path) -> None:
             thread = threading.Thread(target=slow)
             thread.start()
             started.wait(5)
-            await pilot.pause(0.15)
+            for _ in range(200):  # the status bar shows background work at its next tick
+                await pilot.pause(0.01)
+                if "slow query" in scr.status.render().plain:
+                    break
             assert "slow query" in scr.status.render().plain  # background work is shown
             await pilot.press(key)
             await asyncio.get_running_loop().run_in_executor(None, thread.join, 10)

@@ -84,18 +84,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = globals()[f"cmd_{args.command}"]
         return int(handler(args))
     except KeyboardInterrupt:
-        print("interrupted: files already committed are kept; run the same command again to complete",
-              file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError:
         return 0
     except _UserError as exc:
         print(f"ashiato: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # Ctrl-C during a DuckDB statement on this thread (ordering the new events, say) comes out
+        # of DuckDB as a "Query interrupted" error instead of KeyboardInterrupt.
+        if type(exc).__name__ == "InterruptException" or (
+                isinstance(exc, RuntimeError) and "Query interrupted" in str(exc)):
+            return _interrupted()
+        raise
 
 
 class _UserError(Exception):
     pass
+
+
+def _interrupted() -> int:
+    print("interrupted: files already committed are kept; run the same command again to complete",
+          file=sys.stderr)
+    return 130
 
 
 # -- ingest -------------------------------------------------------------------------------------------
