@@ -196,32 +196,10 @@ def test_a_full_text_filter_shows_matches_while_it_searches_and_ends_with_all_of
 
 def test_escape_stops_a_full_text_search_and_keeps_the_matches_found_so_far(
         built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
-    from engine import views
-
-    release = threading.Event()
-    real_steps = views.resolve_steps
-
-    def held_steps(cur: Any, compiled: Any, **kw: Any) -> Any:
-        # Small steps; after the first one with matches the search "takes long" until let go.
-        held = False
-        for view in real_steps(cur, compiled, first=100, largest=300):
-            yield view
-            if view.count and not view.complete and not held:
-                held = True
-                release.wait(10)
-
-    monkeypatch.setattr(views, "resolve_steps", held_steps)
+    release = _hold_full_text_search(monkeypatch)
 
     async def scenario(app: AshiatoApp, pilot: Any) -> None:
-        await settle(pilot)
-        screen = app.timeline_screen
-        await pilot.press("colon", *"cmd.exe", "enter")
-        for _ in range(500):
-            await pilot.pause(0.01)
-            if screen.view is not None and not screen.view.complete:
-                break
+        screen = await _start_held_search(app, pilot)
         partial = screen.view
         assert partial is not None and not partial.complete and partial.count > 0
         assert "searched)" in str(screen.status.render())
@@ -235,6 +213,25 @@ def test_escape_stops_a_full_text_search_and_keeps_the_matches_found_so_far(
 
 
 def test_a_new_filter_cancels_a_full_text_search_still_running(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = _hold_full_text_search(monkeypatch)
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        screen = await _start_held_search(app, pilot)
+        searching = screen._resolve_job
+        assert searching is not None and not searching.cancelled
+        await pilot.press("2")  # the failed-logons preset, while the search is held
+        assert searching.cancelled
+        release.set()
+        await settle(pilot)
+        assert screen.state.title and "cmd.exe" not in screen.state.text()
+        assert screen.view.complete and screen.view.count > 0
+
+    run(AshiatoApp(built, user_keymap=False), scenario)
+
+
+def _hold_full_text_search(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Small steps, and after the first step with matches the search "takes long" until the
+    returned event is set."""
     import threading
 
     from engine import views
@@ -246,27 +243,21 @@ def test_a_new_filter_cancels_a_full_text_search_still_running(built: Path, monk
         held = False
         for view in real_steps(cur, compiled, first=100, largest=300):
             yield view
-            if not view.complete and not held:
+            if view.count and not view.complete and not held:
                 held = True
                 release.wait(10)
 
     monkeypatch.setattr(views, "resolve_steps", held_steps)
+    return release
 
-    async def scenario(app: AshiatoApp, pilot: Any) -> None:
-        await settle(pilot)
-        screen = app.timeline_screen
-        await pilot.press("colon", *"cmd.exe", "enter")
-        for _ in range(500):
-            await pilot.pause(0.01)
-            if screen._resolve_job is not None and screen._resolve_job.done is not None:
-                break
-        searching = screen._resolve_job
-        assert searching is not None and not searching.cancelled
-        await pilot.press("2")  # the failed-logons preset, while the search is held
-        assert searching.cancelled
-        release.set()
-        await settle(pilot)
-        assert screen.state.title and "cmd.exe" not in screen.state.text()
-        assert screen.view.complete and screen.view.count > 0
 
-    run(AshiatoApp(built, user_keymap=False), scenario)
+async def _start_held_search(app: AshiatoApp, pilot: Any) -> Any:
+    """Filter on a bare word and wait until its first matches are on screen, search held."""
+    await settle(pilot)
+    screen = app.timeline_screen
+    await pilot.press("colon", *"cmd.exe", "enter")
+    for _ in range(500):
+        await pilot.pause(0.01)
+        if screen.view is not None and not screen.view.complete:
+            break
+    return screen

@@ -112,13 +112,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         """Show another view; the old generation's blocks and in-flight fetches are forgotten.
 
         `blocks` are rows already fetched for this view (by the worker that resolved it)."""
-        self.generation += 1
-        self.view = view
-        self._blocks.clear()
-        self._pending.clear()
-        self._strips.clear()
-        if blocks:
-            self._blocks.update(blocks)
+        self._replace_view(view, blocks)
         if columns is not None and columns != self.columns:
             self.columns = list(columns)
             self.focus_column = min(self.focus_column, max(0, len(self.columns) - 1))
@@ -129,6 +123,15 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self.refresh()
         self._schedule_dispatch()
         self._announce()
+
+    def _replace_view(self, view: views.View, blocks: dict[int, list[dict[str, Any]]] | None) -> None:
+        self.generation += 1
+        self.view = view
+        self._blocks.clear()
+        self._pending.clear()
+        self._strips.clear()
+        if blocks:
+            self._blocks.update(blocks)
 
     def anchor(self) -> tuple[int | None, int, int]:
         """(pos of the cursor's event or None when on the first row, its row on screen, height).
@@ -158,13 +161,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         """The same filter with more matches found (a full-text filter still searching); `blocks`
         are the rows the worker prefetched for the placement `anchor` gives."""
         index, top = self.grown_placement(view, anchor)
-        self.generation += 1
-        self.view = view
-        self._blocks.clear()
-        self._pending.clear()
-        self._strips.clear()
-        if blocks:
-            self._blocks.update(blocks)
+        self._replace_view(view, blocks)
         self.virtual_size = Size(max(1, self.size.width), view.count)
         self.cursor = index
         self.scroll_to(y=top, animate=False)
