@@ -18,7 +18,6 @@ import pytest
 from conftest import CORPUS, evtx_doc, ingest_into, write_jsonl
 
 from engine import Case
-from engine.ingest.pipeline import GROUP_ROWS_ENV
 
 CHAINSAW_EVTX = CORPUS / "evtx/chainsaw/tests/evtx/security_sample.evtx"
 SIGMA_EVTX = CORPUS / ("evtx/sigma-regression/rules/windows/file/file_event/file_event_win_anydesk_artefact/"
@@ -452,10 +451,7 @@ def test_an_interrupted_ingest_leaves_a_consistent_case_that_a_rerun_completes(
     exe = Path(sys.executable).with_name("ashiato")
     cmd = [str(exe), "ingest", str(case_path), str(tmp_path / "evidence"), "--quiet"] if exe.exists() else [
         sys.executable, "-m", "tui.cli", "ingest", str(case_path), str(tmp_path / "evidence"), "--quiet"]
-    # Groups of 200,000 events, so the large file is committed in parts as a 1M-event one would be.
-    env = {**os.environ, GROUP_ROWS_ENV: "200000"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_sigint_default,
-                            env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_sigint_default)
     # Kill it right after its first group of files is committed (the WAL then holds far more than the
     # schema's few kB), or at the latest after a while; if it finished first, the checks below still hold.
     deadline = time.monotonic() + 60

@@ -11,7 +11,6 @@ After the files, new events get their positions in the timeline order.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -45,15 +44,12 @@ Parser = Literal["evtx", "python-evtx"]
 BATCH_ROWS = 50_000
 # Normalise once this much document text is waiting: bounds memory whatever the record size.
 BATCH_BYTES = 48 << 20
-# A transaction is committed once it holds this many rows, bytes or seconds of work. Large: a
-# transaction that appends whole row groups has DuckDB write them compressed straight into the
-# file, where small commits each went through the WAL and a checkpoint (measured 15-25% of a 1 GB
-# JSON ingest). An interrupted ingest loses at most this much work; files are still whole or absent.
-GROUP_ROWS = 1_000_000
-GROUP_BYTES = 1 << 30
-GROUP_SECONDS = 30.0
-# Overrides GROUP_ROWS: lets a test see a file committed in parts without writing a million events.
-GROUP_ROWS_ENV = "ASHIATO_INGEST_GROUP_ROWS"
+# A transaction holding several small files is committed once it has this many rows, bytes or
+# seconds. Larger groups measured ~10% faster on 1 GB of JSON (whole row groups skip the WAL) but
+# pushed the ingest's peak memory past 1 GB, growing with the input.
+GROUP_ROWS = 200_000
+GROUP_BYTES = 96 << 20
+GROUP_SECONDS = 5.0
 # Read-ahead: batches waiting for the writer.
 QUEUE_BYTES = 64 << 20
 SHAPE_NAMES = {
@@ -283,7 +279,6 @@ class _Writer(threading.Thread):
         self.con = case.con
         self.dedupe = dedupe
         self.batch_rows = batch_rows
-        self.group_rows = int(os.environ.get(GROUP_ROWS_ENV) or GROUP_ROWS)
         # Bounded by bytes, not items: the reader must be able to fill a whole next batch of small
         # files while the writer normalises the previous one, or the two stages take turns.
         self.inbox: queue.Queue[_Item] = queue.Queue()
@@ -363,13 +358,13 @@ class _Writer(threading.Thread):
                     self._pending_bytes += table.nbytes
                     if self._pending_rows >= self.batch_rows or self._pending_bytes >= BATCH_BYTES:
                         self._flush()
-                        if self._group_rows >= self.group_rows or self._group_bytes >= GROUP_BYTES:
+                        if self._group_rows >= GROUP_ROWS or self._group_bytes >= GROUP_BYTES:
                             self._commit_partial(f)
                 elif kind == "end":
                     assert f is not None
                     self._begin()
                     self._group.append(f)
-                    if (self._group_rows + self._pending_rows >= self.group_rows
+                    if (self._group_rows + self._pending_rows >= GROUP_ROWS
                             or self._group_bytes + self._pending_bytes >= GROUP_BYTES
                             or time.perf_counter() - self._group_started > GROUP_SECONDS):
                         self._commit()
