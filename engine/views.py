@@ -181,13 +181,28 @@ def query(cur: Cursor, text: str, *, limit: int | None = 100, offset: int = 0) -
     return rows_with_summary(cur.execute(sql, params))
 
 
+def membership(cur: Cursor, view: View) -> tuple[str, list[Any]]:
+    """SQL (over `events e`) and parameters for "this row is in the view".
+
+    A full-text view's filter would read every document again; its positions are already known,
+    so they are handed to DuckDB instead (registered on this cursor). That is also exactly the rows
+    a view still growing shows."""
+    if view.positions is not None and view.filter.reads_documents:
+        import pyarrow as pa
+
+        cur.register("_view_positions", pa.table({"pos": view.positions}))
+        return "e.pos IN (SELECT pos FROM _view_positions)", []
+    return view.filter.sql, list(view.filter.params)
+
+
 def find(cur: Cursor, view: View, search: Compiled, from_index: int, *, backwards: bool = False) -> int | None:
     """Index in `view` of the next (or previous) row that also matches `search`."""
     here = view.pos_at(from_index) if 0 <= from_index < view.count else (-1 if not backwards else 2**62)
-    cond = f"({search.sql}) AND ({view.filter.sql})"
+    in_view, view_params = membership(cur, view)
+    cond = f"({search.sql}) AND ({in_view})"
     agg, cmp = ("max", "<") if backwards else ("min", ">")
     rows = cur.execute(f"SELECT {agg}(pos) FROM events e WHERE pos {cmp} ? AND {cond}",
-                       [here, *search.params, *view.filter.params]).fetchall()
+                       [here, *search.params, *view_params]).fetchall()
     pos = rows[0][0]
     return None if pos is None else view.index_of_pos(int(pos))
 
@@ -265,9 +280,9 @@ class Histogram:
 
 
 def histogram(cur: Cursor, view: View, max_buckets: int = 60) -> Histogram:
-    f = view.filter
-    rows = cur.execute(f"SELECT min(ts), max(ts) FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {f.sql}",
-                       f.params).fetchall()
+    in_view, params = membership(cur, view)
+    rows = cur.execute(f"SELECT min(ts), max(ts) FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {in_view}",
+                       params).fetchall()
     lo, hi = rows[0]
     if lo is None:
         return Histogram(60, [])
@@ -276,8 +291,8 @@ def histogram(cur: Cursor, view: View, max_buckets: int = 60) -> Histogram:
     data = cur.execute(
         f"""SELECT time_bucket(to_seconds(?), ts, TIMESTAMP '1970-01-01') AS b, count(*),
                    count(*) FILTER (WHERE event_id IN (1102, 104, 1100) AND channel IN ('Security', 'System'))
-            FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {f.sql} GROUP BY b ORDER BY b""",
-        [size, *f.params]).fetchall()
+            FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {in_view} GROUP BY b ORDER BY b""",
+        [size, *params]).fetchall()
     return Histogram(size, [(b, int(n), int(c)) for b, n, c in data])
 
 
@@ -285,11 +300,11 @@ def frequency(cur: Cursor, view: View, column: str, *, rarest_first: bool = Fals
               limit: int = 200) -> list[tuple[Any, int]]:
     if column not in EVENT_COLUMN_NAMES:
         raise ValueError(f"unknown column {column!r}")
-    f = view.filter
+    in_view, params = membership(cur, view)
     order = "ASC" if rarest_first else "DESC"
     return [(v, int(n)) for v, n in cur.execute(
-        f"SELECT e.{column} AS v, count(*) AS n FROM events e WHERE {f.sql} GROUP BY v "
-        f"ORDER BY n {order}, v NULLS LAST LIMIT ?", [*f.params, limit]).fetchall()]
+        f"SELECT e.{column} AS v, count(*) AS n FROM events e WHERE {in_view} GROUP BY v "
+        f"ORDER BY n {order}, v NULLS LAST LIMIT ?", [*params, limit]).fetchall()]
 
 
 # -- marks and tags, stored in the case --------------------------------------------------------------

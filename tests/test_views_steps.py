@@ -100,3 +100,24 @@ def test_full_text_steps_on_the_real_corpus_end_with_the_one_query_view(corpus_c
         assert len(steps) > 3 and steps[-1].complete
         assert steps[-1].positions is not None and whole.positions is not None
         assert np.array_equal(steps[-1].positions, whole.positions), text
+
+
+@pytest.mark.parametrize("text", ["cmd.exe", "-svchost eid:4688", "LogonType:3"])
+def test_histogram_frequency_and_search_of_a_full_text_view_match_its_filter(every_shape_case: Case, text: str) -> None:
+    # They read the view's known positions instead of the documents again; the answer is the same.
+    cur = every_shape_case.cursor()
+    view = views.resolve(cur, text)
+    f = view.filter
+    assert f.reads_documents and view.count > 0
+    expected_freq = cur.execute(
+        f"SELECT e.host AS v, count(*) AS n FROM events e WHERE {f.sql} GROUP BY v "
+        "ORDER BY n DESC, v NULLS LAST LIMIT 200", f.params).fetchall()
+    assert views.frequency(cur, view, "host") == [(v, int(n)) for v, n in expected_freq]
+    hist = views.histogram(cur, view)
+    assert sum(n for _b, n, _c in hist.buckets) == cur.execute(
+        f"SELECT count(*) FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {f.sql}", f.params).fetchall()[0][0]
+    search = compile_filter("eid:4688", views.field_names(cur))
+    found = views.find(cur, view, search, 0)
+    expected = cur.execute(f"SELECT min(pos) FROM events e WHERE pos > ? AND ({search.sql}) AND ({f.sql})",
+                           [view.pos_at(0), *search.params, *f.params]).fetchall()[0][0]
+    assert found == (None if expected is None else view.index_of_pos(int(expected)))
