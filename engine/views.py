@@ -207,6 +207,22 @@ def find(cur: Cursor, view: View, search: Compiled, from_index: int, *, backward
     return None if pos is None else view.index_of_pos(int(pos))
 
 
+def find_in(view: View, matches: View, from_index: int, *, backwards: bool = False) -> int | None:
+    """Like find(), with the search already resolved into a view of its own (`matches`): a
+    full-text search is resolved once, then every n / N is a lookup in two sorted arrays."""
+    if view.count == 0:
+        return None
+    here = view.pos_at(from_index) if 0 <= from_index < view.count else (-1 if not backwards else 2**62)
+    found = np.arange(matches.total, dtype=np.int64) if matches.positions is None else matches.positions
+    if view.positions is not None:
+        found = np.intersect1d(view.positions, found, assume_unique=True)
+    if backwards:
+        i = int(np.searchsorted(found, here, side="left")) - 1
+        return None if i < 0 else view.index_of_pos(int(found[i]))
+    i = int(np.searchsorted(found, here, side="right"))
+    return None if i >= len(found) else view.index_of_pos(int(found[i]))
+
+
 def index_at_time(cur: Cursor, view: View, when: datetime) -> int:
     rows = cur.execute("SELECT min(pos) FROM events WHERE ts >= ?", [when]).fetchall()
     pos = rows[0][0]

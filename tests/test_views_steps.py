@@ -121,3 +121,17 @@ def test_histogram_frequency_and_search_of_a_full_text_view_match_its_filter(eve
     expected = cur.execute(f"SELECT min(pos) FROM events e WHERE pos > ? AND ({search.sql}) AND ({f.sql})",
                            [view.pos_at(0), *search.params, *f.params]).fetchall()[0][0]
     assert found == (None if expected is None else view.index_of_pos(int(expected)))
+
+
+@pytest.mark.parametrize(("view_text", "search_text"), [("", "cmd.exe"), ("eid:4688", "whoami"),
+                                                        ("lsass", "mimikatz"), ("", "-svchost eid:4624")])
+def test_a_full_text_search_resolved_once_jumps_to_the_same_rows_as_the_query(
+        every_shape_case: Case, view_text: str, search_text: str) -> None:
+    cur = every_shape_case.cursor()
+    view = views.resolve(cur, view_text)
+    search = compile_filter(search_text, views.field_names(cur))
+    matches = views.resolve(cur, search)
+    for backwards in (False, True):
+        for index in [-1, 0, 1, view.count // 3, view.count // 2, view.count - 1, view.count]:
+            expected = views.find(cur, view, search, index, backwards=backwards)
+            assert views.find_in(view, matches, index, backwards=backwards) == expected, (index, backwards)

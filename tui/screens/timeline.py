@@ -565,14 +565,25 @@ class TimelineScreen(Screen[None]):
     def _find(self, from_index: int, *, backwards: bool) -> None:
         if self.view is None or self.search is None:
             return
-        self._find_worker(self.timeline.generation, self.view, self.search, from_index, backwards)
+        self._find_worker(self.timeline.generation, self.view, self.search, self.search_text or "", from_index,
+                          backwards)
 
     @work(thread=True, group="search", exclusive=True, exit_on_error=False)
-    def _find_worker(self, generation: int, view: views.View, search: Compiled, from_index: int,
-                     backwards: bool) -> None:
+    def _find_worker(self, generation: int, view: views.View, search: Compiled, search_text: str,
+                     from_index: int, backwards: bool) -> None:
         try:
-            with self.session.busy("searching") as (cur, _job):
-                found = views.find(cur, view, search, from_index, backwards=backwards)
+            with self.session.busy("searching") as (cur, job):
+                if search.reads_documents:
+                    # Resolved once (in steps, with progress) and cached: n / N are then lookups.
+                    matches = None
+                    for matches in self.session.resolve_steps(cur, search_text):
+                        job.done = None if matches.complete else matches.done
+                        if job.cancelled:
+                            return
+                    found = None if matches is None else views.find_in(view, matches, from_index,
+                                                                       backwards=backwards)
+                else:
+                    found = views.find(cur, view, search, from_index, backwards=backwards)
         except Exception as exc:
             self.app.call_from_thread(self.message, "search cancelled" if "nterrupt" in str(exc) else str(exc),
                                       error=True)
