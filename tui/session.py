@@ -131,24 +131,20 @@ class Session:
     def _view_bytes(self) -> int:
         return sum(0 if v.positions is None else int(v.positions.nbytes) for v in self._views.values())
 
-    def resolve(self, cur: Cursor, text: str) -> views.View:
-        """The view of a filter (cached); runs the query on `cur` (a worker's cursor)."""
-        found = self.cached_view(text)
-        if found is not None:
-            return found
-        view = views.resolve(cur, self.compile(text), self.field_names)
-        self.remember_view(text, view)
-        return view
-
-    def resolve_steps(self, cur: Cursor, text: str) -> Iterator[views.View]:
-        """Like resolve(), but a full-text filter yields its growing view after each step; only
-        the complete view is cached."""
+    def resolve_steps(self, cur: Cursor, text: str, job: Job | None = None) -> Iterator[views.View]:
+        """The view of a filter (cached), resolved on `cur` (a worker's cursor). A full-text filter
+        yields its growing view after each step, noting its progress on `job` and stopping once
+        the job is cancelled; only the complete view is cached."""
         found = self.cached_view(text)
         if found is not None:
             yield found
             return
         view: views.View | None = None
         for view in views.resolve_steps(cur, self.compile(text)):
+            if job is not None:
+                if job.cancelled:
+                    return
+                job.done = None if view.complete else view.done
             yield view
         if view is not None and view.complete:
             self.remember_view(text, view)

@@ -124,10 +124,7 @@ class PromptScreen(ModalScreen[str | None]):
             with session.busy("counting") as (cur, job):
                 self._count_job = job
                 # A full-text filter counts in steps; each shows the matches found so far.
-                for view in session.resolve_steps(cur, text):
-                    if job.cancelled:
-                        return
-                    job.done = None if view.complete else view.done
+                for view in session.resolve_steps(cur, text, job):
                     self.app.call_from_thread(self._count_done, serial, view.count, view.total, view.done)
         except Exception as exc:
             self.app.call_from_thread(self._count_failed, serial, str(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -264,10 +265,7 @@ class TimelineScreen(Screen[None]):
         try:
             with self.session.busy(label) as (cur, job):
                 self._resolve_job = job
-                for view in self.session.resolve_steps(cur, text):
-                    if job.cancelled:
-                        break
-                    job.done = None if view.complete else view.done
+                for view in self.session.resolve_steps(cur, text, job):
                     if shown:
                         # Fetch the rows the grown view will show, so they replace the old ones
                         # without a flash of placeholders.
@@ -565,39 +563,41 @@ class TimelineScreen(Screen[None]):
     def _find(self, from_index: int, *, backwards: bool) -> None:
         if self.view is None or self.search is None:
             return
-        self._find_worker(self.timeline.generation, self.view, self.search, self.search_text or "", from_index,
-                          backwards)
+        self._find_worker(self._applied, self.view, self.search, self.search_text or "", from_index, backwards)
 
     @work(thread=True, group="search", exclusive=True, exit_on_error=False)
-    def _find_worker(self, generation: int, view: views.View, search: Compiled, search_text: str,
+    def _find_worker(self, request: int, view: views.View, search: Compiled, search_text: str,
                      from_index: int, backwards: bool) -> None:
         try:
             with self.session.busy("searching") as (cur, job):
                 if search.reads_documents:
                     # Resolved once (in steps, with progress) and cached: n / N are then lookups.
-                    matches = None
-                    for matches in self.session.resolve_steps(cur, search_text):
-                        job.done = None if matches.complete else matches.done
-                        if job.cancelled:
-                            return
-                    found = None if matches is None else views.find_in(view, matches, from_index,
-                                                                       backwards=backwards)
+                    last = deque(self.session.resolve_steps(cur, search_text, job), maxlen=1)
+                    if job.cancelled or not last:
+                        return
+                    found = views.find_in(view, last[0], from_index, backwards=backwards)
                 else:
                     found = views.find(cur, view, search, from_index, backwards=backwards)
         except Exception as exc:
             self.app.call_from_thread(self.message, "search cancelled" if "nterrupt" in str(exc) else str(exc),
                                       error=True)
             return
-        self.app.call_from_thread(self._found, generation, found, backwards)
+        self.app.call_from_thread(self._found, request, None if found is None else view.pos_at(found), backwards)
 
-    def _found(self, generation: int, index: int | None, backwards: bool) -> None:
-        if generation != self.timeline.generation:
+    def _found(self, request: int, pos: int | None, backwards: bool) -> None:
+        if request != self._applied:
             return
-        if index is None:
+        if pos is None:
             self.message(f"no {'earlier' if backwards else 'later'} match for {self.search_text}")
             return
         self.message(f"match: {self.search_text}")
-        self.timeline.move_to(index, center=True)
+        self._move_to_pos(pos)
+
+    def _move_to_pos(self, pos: int) -> None:
+        """Put the cursor on the event at `pos`, found by a worker in the view of the request still
+        shown: taken as a position, not an index, because a full-text view may have grown since."""
+        if self.view is not None and self.view.count:
+            self.timeline.move_to(min(self.view.index_of_pos(pos), self.view.count - 1), center=True)
 
     def action_cancel(self) -> None:
         cancelled = self.session.cancel_all()
@@ -627,17 +627,18 @@ class TimelineScreen(Screen[None]):
         except ValueError as exc:
             self.message(str(exc), error=True)
             return
-        self._goto_worker(self.timeline.generation, self.view, when)
+        self._goto_worker(self._applied, self.view, when)
 
     @work(thread=True, group="goto", exclusive=True, exit_on_error=False)
-    def _goto_worker(self, generation: int, view: views.View, when: datetime) -> None:
+    def _goto_worker(self, request: int, view: views.View, when: datetime) -> None:
         with self.session.busy("seeking") as (cur, _job):
             index = views.index_at_time(cur, view, when)
-        self.app.call_from_thread(self._goto_done, generation, index, when)
+        pos = view.pos_at(index) if view.count else None
+        self.app.call_from_thread(self._goto_done, request, pos, when)
 
-    def _goto_done(self, generation: int, index: int, when: datetime) -> None:
-        if generation == self.timeline.generation:
-            self.timeline.move_to(index, center=True)
+    def _goto_done(self, request: int, pos: int | None, when: datetime) -> None:
+        if request == self._applied and pos is not None:
+            self._move_to_pos(pos)
             self.message(f"at {format_time(when, self.timeline.local_time)}")
 
     def action_toggle_local_time(self) -> None:
@@ -763,10 +764,10 @@ class TimelineScreen(Screen[None]):
             return
         row = self.timeline.current_row()
         here = int(row["pos"]) if row is not None else self.view.pos_at(self.timeline.cursor)
-        self._mark_nav_worker(self.timeline.generation, self.view, here, direction)
+        self._mark_nav_worker(self._applied, self.view, here, direction)
 
     @work(thread=True, group="marks-nav", exclusive=True, exit_on_error=False)
-    def _mark_nav_worker(self, generation: int, view: views.View, here: int, direction: int) -> None:
+    def _mark_nav_worker(self, request: int, view: views.View, here: int, direction: int) -> None:
         with self.session.cursor() as cur:
             positions = views.marked_positions(cur)
         candidates = positions[positions > here] if direction > 0 else positions[positions < here][::-1]
@@ -774,17 +775,17 @@ class TimelineScreen(Screen[None]):
         for pos in candidates[:100_000]:
             index = view.index_of_pos(int(pos))
             if index < view.count and view.pos_at(index) == int(pos):
-                found = index
+                found = int(pos)
                 break
-        self.app.call_from_thread(self._mark_found, generation, found, direction)
+        self.app.call_from_thread(self._mark_found, request, found, direction)
 
-    def _mark_found(self, generation: int, index: int | None, direction: int) -> None:
-        if generation != self.timeline.generation:
+    def _mark_found(self, request: int, pos: int | None, direction: int) -> None:
+        if request != self._applied:
             return
-        if index is None:
+        if pos is None:
             self.message(f"no {'later' if direction > 0 else 'earlier'} marked event in this view")
             return
-        self.timeline.move_to(index, center=True)
+        self._move_to_pos(pos)
 
     def action_tag(self) -> None:
         row = self.timeline.current_row()
