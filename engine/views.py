@@ -9,7 +9,7 @@ cursor to run on, so each UI worker thread can use its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,11 +170,21 @@ def rows_with_summary(result: Cursor) -> list[dict[str, Any]]:
     return out
 
 
-def query(cur: Cursor, text: str, *, limit: int | None = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """The first rows matching a filter, in timeline order (what `ashiato query` prints)."""
+def query(cur: Cursor, text: str, *, limit: int | None = 100, offset: int = 0,
+          on_progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """The first rows matching a filter, in timeline order (what `ashiato query` prints).
+
+    With `on_progress`, a filter that reads the original documents is resolved in steps, and
+    `on_progress` hears the share of documents searched after each: on a large case such a
+    search takes many seconds, and a silent terminal looks hung."""
     compiled = compile_filter(text, field_names(cur))
-    sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE {compiled.sql} ORDER BY pos"
-    params = list(compiled.params)
+    where, params = compiled.sql, list(compiled.params)
+    if on_progress is not None and compiled.reads_documents:
+        view = View(compiled, 0, None)
+        for view in resolve_steps(cur, compiled):
+            on_progress(view.done)
+        where, params = membership(cur, view)
+    sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE {where} ORDER BY pos"
     if limit is not None:
         sql += " LIMIT ? OFFSET ?"
         params += [limit, offset]

@@ -143,6 +143,28 @@ def test_query_limit_and_offset_page_through_the_timeline(case: Path, capsys: py
     assert len(out.splitlines()) == 4
 
 
+def test_a_full_text_query_at_a_terminal_shows_progress_on_stderr_and_the_same_rows_on_stdout(
+        case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, piped, _ = run(capsys, "query", str(case), "whoami", "--format", "jsonl")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, out, _ = run(capsys, "query", str(case), "whoami", "--format", "jsonl")
+    assert code == 0
+    assert out == piped and [json.loads(line)["record_id"] for line in out.splitlines()] == [4]
+
+
+def test_an_interrupted_query_says_so_without_the_ingest_advice(case: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import views
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(views, "query", interrupted)
+    code, out, err = run(capsys, "query", str(case), "whoami")
+    assert code == 130 and out == ""
+    assert err.strip() == "interrupted"
+
+
 def test_a_filter_typo_prints_the_suggestion_and_a_caret(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "query", str(case), "eid:4624 usr:bob")
     assert code == 2
@@ -275,8 +297,8 @@ def test_ctrl_c_inside_a_duckdb_statement_exits_130_with_the_rerun_hint(
         # What DuckDB raises when SIGINT lands while it runs a statement on the main thread.
         raise RuntimeError("Query interrupted")
 
-    monkeypatch.setattr(tui.cli, "cmd_stats", interrupted)
-    assert main(["stats", str(tmp_path / "case.duckdb")]) == 130
+    monkeypatch.setattr(tui.cli, "cmd_ingest", interrupted)
+    assert main(["ingest", str(tmp_path / "case.duckdb"), str(tmp_path)]) == 130
     assert "interrupted: files already committed are kept" in capsys.readouterr().err
 
 

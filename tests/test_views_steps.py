@@ -135,3 +135,18 @@ def test_a_full_text_search_resolved_once_jumps_to_the_same_rows_as_the_query(
         for index in [-1, 0, 1, view.count // 3, view.count // 2, view.count - 1, view.count]:
             expected = views.find(cur, view, search, index, backwards=backwards)
             assert views.find_in(view, matches, index, backwards=backwards) == expected, (index, backwards)
+
+
+@pytest.mark.parametrize("text", ["cmd.exe", "-svchost eid:4688", "LogonType:3 -alice"])
+def test_a_query_with_progress_reports_each_step_and_prints_the_same_rows(every_shape_case: Case, text: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(views, "FIRST_STEP_DOCUMENTS", 40)
+    monkeypatch.setattr(views, "MAX_STEP_DOCUMENTS", 400)
+    cur = every_shape_case.cursor()
+    heard: list[float] = []
+    stepped = views.query(cur, text, limit=None, on_progress=heard.append)
+    plain = views.query(every_shape_case.cursor(), text, limit=None)
+    assert [r["eid"] for r in stepped] == [r["eid"] for r in plain] and plain
+    assert len(heard) > 5 and heard == sorted(heard) and heard[-1] == 1.0
+    page = views.query(cur, text, limit=3, offset=2, on_progress=heard.append)
+    assert [r["eid"] for r in page] == [r["eid"] for r in plain[2:5]]

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = globals()[f"cmd_{args.command}"]
         return int(handler(args))
     except KeyboardInterrupt:
-        return _interrupted()
+        return _interrupted(args.command)
     except BrokenPipeError:
         return 0
     except _UserError as exc:
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # of DuckDB as a "Query interrupted" error instead of KeyboardInterrupt.
         if type(exc).__name__ == "InterruptException" or (
                 isinstance(exc, RuntimeError) and "Query interrupted" in str(exc)):
-            return _interrupted()
+            return _interrupted(args.command)
         raise
 
 
@@ -103,9 +103,12 @@ class _UserError(Exception):
     pass
 
 
-def _interrupted() -> int:
-    print("interrupted: files already committed are kept; run the same command again to complete",
-          file=sys.stderr)
+def _interrupted(command: str) -> int:
+    if command in ("ingest", "demo"):
+        print("interrupted: files already committed are kept; run the same command again to complete",
+              file=sys.stderr)
+    else:
+        print("interrupted", file=sys.stderr)
     return 130
 
 
@@ -133,7 +136,7 @@ def _run_ingest(case: Any, paths: list[str], *, parser: str, dedupe: bool, quiet
     with Progress(TextColumn("[bold]ingest"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TextColumn("{task.fields[files]}"), TextColumn("{task.fields[records]} records"),
                   TextColumn("{task.fields[rate]} rec/s"), TimeRemainingColumn(),
-                  transient=True) as bar:
+                  transient=True, console=_stderr_console()) as bar:
         task = bar.add_task("ingest", total=1, files="", records=0, rate=0)
 
         def on_progress(p: Any) -> None:
@@ -223,7 +226,10 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     cur = _open_read_only(args.case)
     try:
-        rows = views.query(cur, args.filter, limit=args.limit or None, offset=args.offset)
+        if sys.stderr.isatty():
+            rows = _query_with_progress(views, cur, args)
+        else:
+            rows = views.query(cur, args.filter, limit=args.limit or None, offset=args.offset)
     except FilterError as exc:
         raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
     except duckdb.Error as exc:
@@ -234,6 +240,25 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise _UserError(f"unknown column(s): {', '.join(unknown)}")
     _emit(rows, columns, args.format)
     return 0
+
+
+def _stderr_console() -> Any:
+    # Progress goes to stderr, so it never mixes with rows or a report piped from stdout.
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _query_with_progress(views: Any, cur: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A search of the original documents takes seconds on a large case: say how far it is."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("searching every field"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), TextColumn("(Ctrl-C stops)"), transient=True,
+                  console=_stderr_console()) as bar:
+        task = bar.add_task("search", total=1.0)
+        return views.query(cur, args.filter, limit=args.limit or None, offset=args.offset,  # type: ignore[no-any-return]
+                           on_progress=lambda done: bar.update(task, completed=done))
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
