@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS, evtx_doc, ingest_into, write_jsonl
+from conftest import CORPUS, SYSMON, evtx_doc, ingest_into, nxlog_doc, write_jsonl
 
 from engine import Case
 
@@ -314,6 +314,22 @@ def test_an_evtx_file_and_its_evtx_dump_export_are_stored_once(corpus: Path, tmp
     assert (again.records, again.duplicates) == (0, 5)
 
 
+def test_a_sysmon_event_logged_minutes_after_it_happened_is_stored_once_from_evtx_json_and_nxlog(
+        tmp_path: Path) -> None:
+    # EVTX's time is TimeCreated (when logged); NXLog's is Sysmon's UtcTime (when it happened).
+    data = {"UtcTime": "2020-09-20 10:00:00.250", "ProcessGuid": "{a-b}", "ProcessId": "4242",
+            "Image": "C:\\Windows\\System32\\whoami.exe"}
+    logged = evtx_doc(77, 1, "2020-09-20T10:05:31.000000Z", host="WS01.corp.local", channel=SYSMON,
+                      provider="Microsoft-Windows-Sysmon", data=data)
+    flat = nxlog_doc(77, 1, "2020-09-20 06:05:31", "2020-09-20 06:05:33", "2020-09-20T10:05:33.000Z",
+                     host="WS01.corp.local", channel=SYSMON, data=data)
+    a = write_jsonl(tmp_path / "a.jsonl", [logged])
+    b = write_jsonl(tmp_path / "b.jsonl", [flat])
+    res = result_for(ingest_into(tmp_path / "case.duckdb", [a, b]), b)
+    assert (res.records, res.duplicates) == (0, 1)
+    assert stored_record_ids(tmp_path / "case.duckdb") == [77]
+
+
 def test_without_dedupe_every_copy_is_stored(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", [logon(1), logon(1)])
     copy = tmp_path / "b.jsonl"
@@ -518,3 +534,28 @@ def _sigint_default() -> None:
     """A test run started in the background inherits SIGINT ignored, and Python then never turns
     it into KeyboardInterrupt; the child must see Ctrl-C as a terminal user's process would."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _created_local(record_id: int, event_id: int, created: str, **data: Any) -> dict[str, Any]:
+    """A flat export line timed by TimeCreated only: local time marked as UTC, @timestamp the same."""
+    channel = SYSMON if event_id == 1 else "Security"
+    return {"EventID": event_id, "Hostname": data.pop("host", "WS05"), "Channel": channel,
+            "SourceName": "Microsoft-Windows-Security-Auditing", "RecordNumber": record_id,
+            "TimeCreated": created, "@timestamp": created, **data}
+
+
+def test_local_time_marked_as_utc_is_shifted_by_the_offset_sysmon_shows_on_the_same_host(tmp_path: Path) -> None:
+    lines = [
+        _created_local(1, 4688, "2020-10-23T02:36:43.542Z", NewProcessId="0x242c"),
+        _created_local(2, 1, "2020-10-23T02:36:43.547Z", UtcTime="2020-10-23 06:36:43.542", ProcessId="9260"),
+        _created_local(3, 4624, "2020-10-23T02:40:00.000Z", host="OTHER"),
+    ]
+    path = write_jsonl(tmp_path / "a.jsonl", lines)
+    res = result_for(ingest_into(tmp_path / "case.duckdb", [path]), path)
+    with Case(tmp_path / "case.duckdb") as case:
+        got = dict(case.con.execute("SELECT record_id, strftime(ts, '%H:%M:%S.%g') FROM events").fetchall())
+    # Shifted by the +4 h that Sysmon's UtcTime shows on WS05; OTHER has no Sysmon: left as written, and said.
+    assert got == {1: "06:36:43.542", 2: "06:36:43.542", 3: "02:40:00.000"}
+    assert res.records == 3 and res.skipped == 0
+    notes = [p.message for p in res.problems]
+    assert len(notes) == 1 and notes[0].startswith("1 events of other are timed by TimeCreated as written")

@@ -153,6 +153,8 @@ PY_EVTX_FILES = [
     "evtx/evtx-attack-samples/Lateral Movement/LM_WMI_4624_4688_TargetHost.evtx",
     "evtx/evtx-attack-samples/Command and Control/DE_RDP_Tunneling_4624.evtx",
     "evtx/python-evtx/tests/data/issue_38.evtx",
+    # Script text with CR LF line ends, which an XML parser would turn into LF.
+    "evtx/evtx-attack-samples/Credential Access/Powershell_4104_MiniDumpWriteDump_Lsass.evtx",
     "evtx/python-evtx/tests/data/dns_log_malformed.evtx",  # python-evtx reads only part: left out below
 ]
 
@@ -370,6 +372,21 @@ def test_nxlog_security_events_are_shifted_from_local_event_time_to_utc(corpus_c
     assert checked > 5000
 
 
+def test_nxlog_security_events_sit_beside_the_sysmon_events_of_the_same_process(corpus_case: CorpusCase) -> None:
+    # A 4688 and the Sysmon 1 of the same process happen within a second of each other, also in the
+    # exports whose TimeCreated is the collector's local time marked as UTC (hours off, unshifted).
+    rows = corpus_case.cursor().execute("""
+        SELECT s.path, abs(epoch(a.ts) - epoch(b.ts)) AS gap
+        FROM events a JOIN events b ON a.source_id = b.source_id AND a.host = b.host
+             AND a.process_pid = b.process_pid AND lower(a.process_image) = lower(b.process_image)
+        JOIN sources s ON s.source_id = a.source_id
+        WHERE s.shape = 'nxlog' AND a.channel = 'Security' AND a.event_id = 4688 AND b.channel = ?
+          AND b.event_id = 1""", [SYSMON]).fetchall()
+    paths = {p for p, _ in rows}
+    assert len(paths) >= 10 and any("cmd_bitsadmin_download_psh_script" in p for p in paths)
+    assert max(gap for _, gap in rows) < 2, sorted(rows, key=lambda r: -r[1])[:3]
+
+
 def test_nxlog_lower_case_channel_is_canonical(corpus_case: CorpusCase) -> None:
     channels = {c for (c,) in corpus_case.cursor().execute("SELECT DISTINCT channel FROM events").fetchall()}
     assert "Security" in channels and "security" not in channels
@@ -463,3 +480,61 @@ def test_elasticsearch_hits_are_unwrapped_from_source(corpus: Path, tmp_path: Pa
         rows = case.cursor().execute(
             "SELECT record_id, event_id, process_pid, host, channel FROM events ORDER BY record_id").fetchall()
         assert rows == [(5010, 4688, 4556, "vagrant", "Security"), (5011, 4688, 4556, "vagrant", "Security")]
+
+
+ECS_INGEST = "ndjson/winlogbeat-ecs/security/test/testdata/ingest/"
+
+
+@pytest.mark.parametrize(("golden", "subject", "target"), [
+    # Account management: user.* is the subject, user.target.* the account acted on (TargetSid).
+    ("security-windows2016_4720_Account_Created.golden.json.ndjson", "user", "user.target"),
+    ("security-windows2016_4740_Account_Locked_Out.golden.json.ndjson", "user", "user.target"),
+    # Group membership: Target* is the group, in user.target.group.*.
+    ("security-windows2016_4732.golden.json.ndjson", "user", "user.target.group"),
+])
+def test_ecs_account_events_put_the_subject_and_the_target_back_in_their_own_fields(
+        corpus: Path, tmp_path: Path, golden: str, subject: str, target: str) -> None:
+    doc = _ecs_doc(ECS_INGEST + golden)
+    data = doc["winlog"]["event_data"]
+    expected = (data["SubjectUserName"], data["SubjectUserSid"], data["TargetUserName"], data["TargetDomainName"],
+                data["TargetSid"])
+
+    def at(path: str) -> dict[str, Any]:
+        node: Any = doc
+        for part in path.split("."):
+            node = node[part]
+        return node  # type: ignore[no-any-return]
+
+    # The golden files agree with their event data …
+    assert (at(subject)["name"], at(subject)["id"]) == expected[:2]
+    assert (at(target)["name"], at(target)["domain"], at(target)["id"]) == expected[2:]
+    with Case(tmp_path / "whole.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "whole.ndjson", [doc])])
+        assert _only_row(case, "subject_user, subject_sid, target_user, target_domain, target_sid") == expected
+        # … and nothing the event did not carry is made up under a Windows name.
+        stored = json.loads(case.cursor().execute("SELECT data FROM event_data").fetchall()[0][0])
+        assert "TargetUserSid" not in stored
+    # … so the same values come back from the module fields alone.
+    for key in ("SubjectUserName", "SubjectUserSid", "TargetUserName", "TargetDomainName", "TargetSid"):
+        del data[key]
+    with Case(tmp_path / "moved.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "moved.ndjson", [doc])])
+        assert _only_row(case, "subject_user, subject_sid, target_user, target_domain, target_sid") == expected
+
+
+def test_ecs_4776_user_is_the_account_being_validated_not_a_subject(corpus: Path, tmp_path: Path) -> None:
+    doc = _ecs_doc(ECS_INGEST + "security-windows2012_4776.golden.json.ndjson")
+    del doc["winlog"]["event_data"]["TargetUserName"]
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.ndjson", [doc])])
+        assert _only_row(case, "subject_user, target_user") == (None, doc["user"]["name"])
+
+
+def test_target_sid_is_read_from_target_sid_in_account_and_kerberos_events(corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute("""
+        SELECT e.target_sid, json_extract_string(d.raw, '$.Event.EventData.TargetSid')
+        FROM events e JOIN event_data d USING (eid)
+        WHERE e.channel = 'Security' AND e.event_id IN (4720, 4726, 4732, 4768, 4771)
+          AND json_extract_string(d.raw, '$.Event.EventData.TargetSid') NOT IN ('-', '')""").fetchall()
+    assert rows
+    assert all(stored == raw for stored, raw in rows)

@@ -129,3 +129,27 @@ def test_hot_fields_follow_the_domain_rules_in_every_shape(generated: Any, label
                 if row[column] != want:
                     wrong.append(f"{kind} #{ev.record_id} {column}: {row[column]!r} != {want!r}")
     assert not wrong, f"{label}:\n" + "\n".join(wrong[:30])
+
+
+def test_integers_with_surrounding_tabs_or_line_breaks_still_parse(tmp_path: Path) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    doc = evtx_doc(1, 4624, "2020-09-20T10:00:00Z", data={
+        "TargetUserName": "alice", "TargetLogonId": "0x3E7\t", "LogonType": "\r\n3 ", "IpPort": "\t445"})
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", [doc])])
+        assert case.con.execute("SELECT target_logon_id, logon_type, src_port FROM events").fetchall() == [
+            (999, 3, 445)]
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    ("CORP\\bob", ("bob", "CORP")), ("SYSTEM", ("SYSTEM", None)), ("", (None, None))])
+def test_a_sysmon_user_without_a_domain_is_still_the_subject_user(tmp_path: Path, user: str,
+                                                                   expected: tuple[str | None, str | None]) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    doc = evtx_doc(1, 1, "2020-09-20T10:00:00Z", channel=SYSMON, provider="Microsoft-Windows-Sysmon",
+                   data={"User": user, "Image": "C:\\x.exe"})
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", [doc])])
+        assert case.con.execute("SELECT subject_user, subject_domain FROM events").fetchall() == [expected]

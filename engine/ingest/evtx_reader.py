@@ -164,7 +164,9 @@ def _event_data(el: ET.Element) -> Any:
 
 def xml_to_evtx_json(xml: str) -> str:
     """Render one record's XML the way the Rust parser's records_json() lays out its JSON."""
-    root = ET.fromstring(xml)
+    # An XML parser turns CR LF into LF; the Rust parser keeps the text as logged (command lines and
+    # scripts carry CR LF), so carriage returns go in as character references, which survive.
+    root = ET.fromstring(xml.replace("\r", "&#13;"))
     event: dict[str, Any] = {}
     if root.attrib:
         event["#attributes"] = dict(root.attrib)

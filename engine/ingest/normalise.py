@@ -17,7 +17,7 @@ Shapes (domain.md §5), decided per document from its top-level keys:
 An Elasticsearch hit (`_source` wrapper) is unwrapped first.
 
 Columns of the result: seq, shape, every events column but eid/pos/source_id, data, doc_is, doc,
-keys (the event-data field names).
+keys (the event-data field names), zone_probe and zoneless (see _nxlog_zone).
 `data` is the event-data object when it is not simply a part of `raw` (see DATA_PATH).
 """
 
@@ -32,7 +32,7 @@ EVTX_EVENT_DATA = "$.Event.EventData"
 # Hot event-data keys, promoted to typed columns by _hot_columns().
 DATA_KEYS = [
     "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId",
-    "TargetUserName", "TargetDomainName", "TargetUserSid", "TargetLogonId", "TargetLinkedLogonId",
+    "TargetUserName", "TargetDomainName", "TargetUserSid", "TargetSid", "TargetLogonId", "TargetLinkedLogonId",
     "LogonGuid", "LogonType", "AuthenticationPackageName", "LogonProcessName",
     "IpAddress", "IpPort", "WorkstationName", "Status", "SubStatus",
     "ProcessGuid", "ProcessId", "Image", "CommandLine", "NewProcessId", "NewProcessName", "ProcessName",
@@ -112,8 +112,9 @@ def _utc(expr: str) -> str:
 
 
 def _int(expr: str, typ: str) -> str:
-    # Hex with a 0x prefix or decimal, whatever the case; anything else is NULL, never an error.
-    return f"try_cast(trim({expr}) AS {typ})"
+    # Hex with a 0x prefix or decimal, whatever the case, with any surrounding whitespace;
+    # anything else is NULL, never an error.
+    return f"try_cast(trim({expr}, ' ' || chr(9) || chr(10) || chr(13)) AS {typ})"
 
 
 def _guid(expr: str) -> str:
@@ -135,17 +136,21 @@ def _hot_columns(d: Get) -> str:
     """The typed hot columns, from the event-data fields (domain.md §2–4)."""
     sysmon = f"channel = '{SYSMON_CHANNEL}'"
     user = d("User")
-    split = f"CASE WHEN {sysmon} AND contains({user}, '\\') THEN string_split({user}, '\\')"
+    # Sysmon's User is DOMAIN\user; a bare name (no domain) is still the user.
+    sysmon_user = f"CASE WHEN {sysmon} THEN nullif(string_split({user}, '\\')[-1], '') END"
+    sysmon_domain = f"CASE WHEN {sysmon} AND contains({user}, '\\') THEN string_split({user}, '\\')[1] END"
     cols = {
         "utc_time": _utc(d("UtcTime")),
-        "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {split}[-1] END)",
-        "subject_domain": f"coalesce({_dash_null(d('SubjectDomainName'))}, {split}[1] END)",
+        "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user})",
+        "subject_domain": f"coalesce({_dash_null(d('SubjectDomainName'))}, {sysmon_domain})",
         "subject_sid": _dash_null(d("SubjectUserSid")),
         "subject_logon_id": _int(
             f"coalesce({d('SubjectLogonId')}, CASE WHEN {sysmon} THEN {d('LogonId')} END)", "UBIGINT"),
         "target_user": _dash_null(d("TargetUserName")),
         "target_domain": _dash_null(d("TargetDomainName")),
-        "target_sid": _dash_null(d("TargetUserSid")),
+        # Account and group management events (4720, 4740, 4732 …) and Kerberos (4768, 4771) name
+        # it TargetSid; logon events TargetUserSid.
+        "target_sid": _dash_null(f"coalesce({d('TargetUserSid')}, {d('TargetSid')})"),
         "target_logon_id": _int(d("TargetLogonId"), "UBIGINT"),
         "linked_logon_id": _int(d("TargetLinkedLogonId"), "UBIGINT"),
         "logon_guid": _guid(d("LogonGuid")),
@@ -227,10 +232,12 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     keys = ("NULL::VARCHAR[]" if doc_is == "data" else
             f"CASE WHEN data IS NOT NULL THEN json_keys(data) ELSE json_keys(doc, '{EVTX_EVENT_DATA}') END"
             if shape == "evtx" else "json_keys(data)")
+    zone = ("zone_probe, zoneless" if "zoneless" in system
+            else "NULL::INTEGER AS zone_probe, false AS zoneless")
     return f"""
   SELECT seq, source_id, '{shape}' AS shape, ts, host, channel, provider, event_id, record_id, level, user_sid,
     {_hot_columns(d)},
-    data::JSON AS data, '{doc_is}' AS doc_is, doc, {keys} AS keys
+    data::JSON AS data, '{doc_is}' AS doc_is, doc, {keys} AS keys, {zone}
   FROM {inner}"""
 
 
@@ -315,6 +322,25 @@ def _nxlog_ts() -> str:
             f"{_utc(g('time_created'))}, {event_local}, {recv_utc})")
 
 
+def _nxlog_zone() -> dict[str, str]:
+    """Producers that write TimeCreated instead of EventTime (six Security-Datasets files) write it
+    in the collector's local time, marked as UTC, with @timestamp the same: a Security event lands
+    hours away from the Sysmon events around it. Sysmon's UtcTime beside the same TimeCreated
+    gives the offset: `zone_probe` is it (in minutes, to the quarter hour) on every such line, and
+    `zoneless` marks the lines timed by TimeCreated. The ingest learns the offset per file and host
+    from the probes and shifts the zoneless lines (pipeline._fix_zones)."""
+    g = _NXLOG.get
+    created = _utc(g("time_created"))
+    utc_time = _utc(g("d.UtcTime"))
+    event_local = f"try_cast({g('event_time')} AS TIMESTAMP)"
+    return {
+        "zone_probe": (f"CASE WHEN {event_local} IS NULL AND {utc_time} IS NOT NULL AND {created} IS NOT NULL "
+                       f"THEN CAST(round(date_diff('second', {created}, {utc_time}) / 900.0) * 15 AS INTEGER) END"),
+        "zoneless": (f"{utc_time} IS NULL AND {created} IS NOT NULL "
+                     f"AND ({event_local} IS NULL OR {_utc(g('received_utc'))} IS NULL)"),
+    }
+
+
 def _nxlog_select(source: str) -> str:
     g = _NXLOG.get
     system = {
@@ -326,6 +352,7 @@ def _nxlog_select(source: str) -> str:
         "record_id": f"try_cast({g('record')} AS BIGINT)",
         "level": f"coalesce(try_cast({g('level')} AS SMALLINT), {_level(g('severity'))})",
         "user_sid": g("sid"),
+        **_nxlog_zone(),
     }
     # Stored once: the document verbatim is the event data, so `raw` would only repeat it.
     return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, lambda k: g("d." + k), "NULL", "data")
@@ -370,6 +397,15 @@ _ECS = _Paths("L", {
     "u_name": "$.user.name",
     "u_domain": "$.user.domain",
     "u_id": "$.user.id",
+    "ut_name": "$.user.target.name",
+    "ut_domain": "$.user.target.domain",
+    "ut_id": "$.user.target.id",
+    "ug_name": "$.user.target.group.name",
+    "ug_domain": "$.user.target.group.domain",
+    "ug_id": "$.user.target.group.id",
+    "g_name": "$.group.name",
+    "g_domain": "$.group.domain",
+    "g_id": "$.group.id",
     "file_path": "$.file.path",
     "dns_name": "$.dns.question.name",
     "reg_path": "$.registry.path",
@@ -421,9 +457,17 @@ _ECS_BACKFILL: list[tuple[str, str, str]] = [
     ("MessageTotal", "ps_total", "TRUE"),
 ]
 # winlog.logon.id is the target LogonId for these events and the subject LogonId for the rest;
-# user.* is the Target* account for these, the Subject* account otherwise.
+# user.* is the Target* account for these (the account logging on or asking for a ticket), the
+# Subject* account otherwise. Where the event has both, the module puts the target in
+# user.target.*, and a group's members event its group in user.target.group.* (elastic/beats
+# security module golden files: 4720, 4740, 4732).
 _TARGET_LOGON_EVENTS = "(4624, 4634, 4647)"
-_TARGET_USER_EVENTS = "(4624, 4625, 4634, 4647, 4720, 4722, 4724, 4725, 4726, 4738, 4740, 4768, 4769, 4771)"
+_TARGET_USER_EVENTS = "(4624, 4625, 4634, 4647, 4768, 4769, 4771, 4776)"
+# Account management: the target account's SID is TargetSid (logon events say TargetUserSid).
+_ACCOUNT_EVENTS = "(4720, 4722, 4723, 4724, 4725, 4726, 4738, 4740, 4767, 4781)"
+# Group membership and group management: the event's Target* is the group.
+_GROUP_EVENTS = ("(4727, 4728, 4729, 4730, 4731, 4732, 4733, 4734, 4735, 4737, 4744, 4745, 4746, 4747, 4748, "
+                 "4749, 4750, 4751, 4752, 4753, 4754, 4755, 4756, 4757, 4758, 4759, 4760, 4761, 4762, 4763, 4764)")
 LOGON_TYPE_NUMBERS = {
     "system": 0, "interactive": 2, "network": 3, "batch": 4, "service": 5, "unlock": 7,
     "networkcleartext": 8, "newcredentials": 9, "remoteinteractive": 10, "cachedinteractive": 11,
@@ -437,13 +481,19 @@ def _ecs_backfill() -> str:
     names = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in LOGON_TYPE_NUMBERS.items())
     subject = f"{_EID} NOT IN {_TARGET_USER_EVENTS} AND NOT {_SYS}"
     target = f"{_EID} IN {_TARGET_USER_EVENTS}"
+    group = f"{_EID} IN {_GROUP_EVENTS}"
     pairs += [
         f"'TargetLogonId', CASE WHEN {_EID} IN {_TARGET_LOGON_EVENTS} THEN {g('logon_id')} END",
         f"'SubjectLogonId', CASE WHEN {_EID} NOT IN {_TARGET_LOGON_EVENTS} AND NOT {_SYS} THEN {g('logon_id')} END",
         f"'LogonType', CASE replace(lower({g('logon_type')}), ' ', '') {names} END",
-        f"'TargetUserName', CASE WHEN {target} THEN {g('u_name')} END",
-        f"'TargetDomainName', CASE WHEN {target} THEN {g('u_domain')} END",
-        f"'TargetUserSid', CASE WHEN {target} THEN {g('u_id')} END",
+        f"'TargetUserName', CASE WHEN {target} THEN {g('u_name')} WHEN {group} THEN coalesce({g('ug_name')}, {g('g_name')}) "
+        f"ELSE {g('ut_name')} END",
+        f"'TargetDomainName', CASE WHEN {target} THEN {g('u_domain')} WHEN {group} THEN coalesce({g('ug_domain')}, {g('g_domain')}) "
+        f"ELSE {g('ut_domain')} END",
+        f"'TargetUserSid', CASE WHEN {_EID} IN (4624, 4625, 4634, 4647) THEN {g('u_id')} END",
+        f"'TargetSid', CASE WHEN {_EID} IN (4768, 4771) THEN {g('u_id')} WHEN {group} THEN coalesce({g('ug_id')}, {g('g_id')}) "
+        f"WHEN {_EID} IN {_ACCOUNT_EVENTS} THEN {g('ut_id')} END",
+        f"'MemberSid', CASE WHEN {group} THEN {g('ut_id')} END",
         f"'SubjectUserName', CASE WHEN {subject} THEN {g('u_name')} END",
         f"'SubjectDomainName', CASE WHEN {subject} THEN {g('u_domain')} END",
         f"'SubjectUserSid', CASE WHEN {subject} THEN {g('u_id')} END",

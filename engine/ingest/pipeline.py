@@ -124,6 +124,10 @@ class _File:
     stored: int = 0
     duplicates: int = 0
     shapes: dict[str, int] = field(default_factory=dict)
+    # Per host (lower case): the UTC offset, in minutes, of times written in local time (_fix_zones),
+    # and how many such events found no offset to learn.
+    zones: dict[str, int] = field(default_factory=dict)
+    unzoned: dict[str, int] = field(default_factory=dict)
     result: FileResult | None = None
 
     @property
@@ -483,7 +487,35 @@ class _Writer(threading.Thread):
             return False
         con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS "
                     f"{_with_source(normalise_sql(docs, '_cls', sorted(set(shapes))))}")
+        if "nxlog" in shapes:
+            self._fix_zones(files)
         return True
+
+    def _fix_zones(self, files: dict[int, _File]) -> None:
+        """Shift events timed in a collector's local time to UTC (normalise._nxlog_zone): the
+        offset of each file and host is the one most of its Sysmon events show, learned from the
+        first batch that has any."""
+        con = self.con
+        for sid, host, minutes in con.execute(
+                "SELECT source_id, lower(host), mode(zone_probe) FROM _norm WHERE zone_probe IS NOT NULL "
+                "GROUP BY ALL").fetchall():
+            files[sid].zones.setdefault(host or "", int(minutes))
+        zones = [(sid, host, minutes) for sid, f in files.items() for host, minutes in f.zones.items()]
+        if zones:
+            con.register("_zones", pa.table({
+                "source_id": pa.array([z[0] for z in zones], pa.int32()),
+                "host": [z[1] for z in zones],
+                "minutes": pa.array([z[2] for z in zones], pa.int32())}))
+            try:
+                con.execute("""UPDATE _norm SET ts = _norm.ts + to_minutes(z.minutes), zoneless = false
+                               FROM _zones z WHERE _norm.zoneless AND _norm.source_id = z.source_id
+                                 AND coalesce(lower(_norm.host), '') = z.host""")
+            finally:
+                con.unregister("_zones")
+        for sid, host, n in con.execute(
+                "SELECT source_id, coalesce(lower(host), ''), count(*) FROM _norm WHERE zoneless GROUP BY ALL"
+        ).fetchall():
+            files[sid].unzoned[host] = files[sid].unzoned.get(host, 0) + int(n)
 
     def _note_bad_documents(self, files: dict[int, _File]) -> None:
         rows = self.con.execute("""
@@ -502,9 +534,10 @@ def _with_source(sql: str) -> str:
     return f"SELECT (CAST(n.source_id AS BIGINT) << 32) | n.seq AS eid, n.* FROM ({sql}) n"
 
 
-# Shapes carry an event's time at different precision (NXLog's EventTime has whole seconds, a
-# Sysmon export's time is UtcTime rather than TimeCreated), so the same event from two exports
-# matches on host, channel and record id with times this close.
+# Shapes carry an event's time at different precision (NXLog's EventTime has whole seconds), so
+# the same event from two exports matches on host, channel and record id with times this close.
+# A Sysmon event's `ts` is TimeCreated from EVTX but UtcTime from NXLog and the winlogbeat module,
+# and the two can be minutes apart; its UtcTime (`utc_time`, every shape keeps it) is compared too.
 DUPLICATE_WINDOW_SECONDS = 2
 
 
@@ -516,7 +549,8 @@ def _drop_duplicates(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
     """
     same = f"""lower(x.host) IS NOT DISTINCT FROM lower(n.host) AND x.channel IS NOT DISTINCT FROM n.channel
                AND x.record_id = n.record_id
-               AND abs(epoch(x.ts) - epoch(n.ts)) <= {DUPLICATE_WINDOW_SECONDS}"""
+               AND (abs(epoch(x.ts) - epoch(n.ts)) <= {DUPLICATE_WINDOW_SECONDS}
+                    OR abs(epoch(x.utc_time) - epoch(n.utc_time)) <= {DUPLICATE_WINDOW_SECONDS})"""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _dup AS
         SELECT n.eid, n.source_id FROM _norm n
         WHERE n.record_id IS NOT NULL AND (
@@ -549,6 +583,12 @@ def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File], *, parti
             f.damage.note(None, f"not a recognised event log ({describe_head(f.head)})")
         if f.kind == "evtx" and f.seen == 0 and not f.damage.problems:
             f.damage.note(None, "EVTX file holds no records")
+        if f is not partial:
+            for host, n in sorted(f.unzoned.items()):
+                shifted = f" (other events of it were shifted by {f.zones[host]} min)" if host in f.zones else ""
+                f.damage.note(None, f"{n} events of {host or 'an unnamed host'} are timed by TimeCreated as written: "
+                                    "this export's TimeCreated can be the collector's local time marked as UTC, "
+                                    f"and no Sysmon UtcTime came before them to learn the offset from{shifted}")
         rows.append([f.source_id, str(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
                      f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3), now,
                      f is not partial])
