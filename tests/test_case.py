@@ -31,7 +31,10 @@ def assert_dense_and_ordered(case_path: Path) -> list[tuple[Any, ...]]:
         by_pos = cur.execute("SELECT eid FROM events ORDER BY pos").fetchall()
         by_key = cur.execute(f"SELECT eid FROM events ORDER BY {ORDER_KEY}").fetchall()
         pos = [p for (p,) in cur.execute("SELECT pos FROM events ORDER BY pos").fetchall()]
+        # Timeline windows are range reads that zone maps narrow only if rows are stored in pos order.
+        stored = [p for (p,) in cur.execute("SELECT pos FROM events ORDER BY rowid").fetchall()]
     assert pos == list(range(len(pos))), "pos is not dense 0..N-1"
+    assert stored == pos, "events are not stored in pos order"
     assert by_pos == by_key, "pos order is not (ts, host, channel, record_id, eid) order"
     return positions(case_path)
 
