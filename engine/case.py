@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from .schema import ORDER_KEY, SCHEMA_VERSION, ddl
+from .schema import EVENT_COLUMNS, ORDER_KEY, SCHEMA_VERSION, ddl
 
 
 class CaseError(Exception):
@@ -57,15 +57,32 @@ class Case:
             self.con.execute(stmt)
         # Cases written before `complete` existed: every file in them was stored whole.
         self.con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS complete BOOLEAN DEFAULT TRUE")
-        rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-        if not rows:
+        version = self.schema_version()
+        if version is None:
             self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        elif int(rows[0][0]) > SCHEMA_VERSION:
-            raise CaseError(f"{self.path}: case written by a newer ashiato (schema {rows[0][0]})")
+        elif version > SCHEMA_VERSION:
+            raise CaseError(f"{self.path}: case written by a newer ashiato (schema {version})")
+        elif version < SCHEMA_VERSION:
+            self._upgrade()
         self.drop_incomplete_files()
         if self.unordered_events():
             # An ingest was interrupted after committing files but before ordering them.
             self.reorder()
+
+    def schema_version(self) -> int | None:
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        return int(rows[0][0]) if rows else None
+
+    def _upgrade(self) -> None:
+        """Bring a case written by an older ashiato to this schema. New hot columns are added at
+        the end, empty for the events already stored (their documents still hold the values)."""
+        with self.transaction() as con:
+            existing = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                                  "WHERE table_name = 'events'").fetchall()}
+            for name, typ, _meaning in EVENT_COLUMNS:
+                if name not in existing:
+                    con.execute(f'ALTER TABLE events ADD COLUMN "{name}" {typ}')
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
@@ -102,8 +119,10 @@ class Case:
             "SELECT source_id FROM sources WHERE NOT complete").fetchall()]
 
     def needs_repair(self) -> bool:
-        """True after an interrupted ingest, until the case is opened read-write once."""
-        return bool(self.incomplete_files() or self.unordered_events())
+        """True after an interrupted ingest, or for a case of an older schema, until the case is
+        opened read-write once."""
+        return bool(self.incomplete_files() or self.unordered_events()
+                    or (self.schema_version() or SCHEMA_VERSION) < SCHEMA_VERSION)
 
     def drop_incomplete_files(self) -> None:
         """Remove the events of files whose ingest was interrupted part-way: a file is in the case

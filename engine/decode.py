@@ -37,6 +37,7 @@ __all__ = [
     "channel_key",
     "decode_field",
     "event_name",
+    "is_lsass",
     "kerberos_encryption",
     "kerberos_status",
     "logon_id",
@@ -641,10 +642,19 @@ def logon_id(value: object) -> str | None:
     return None if number is None else WELL_KNOWN_LOGON_IDS.get(number)
 
 
-def access_mask(value: object) -> str | None:
-    """Process access mask → right names joined by ``" | "`` in bit order, plus the note for masks
-    flagged on lsass, e.g. ``"0x1410"`` →
+def is_lsass(image: object) -> bool:
+    """Whether a process image (full path or bare name) is lsass.exe."""
+    if not isinstance(image, str) or len(image) > _MAX_TEXT:
+        return False
+    return image.strip().replace("/", "\\").rsplit("\\", 1)[-1].lower() == "lsass.exe"
+
+
+def access_mask(value: object, *, target: object = None) -> str | None:
+    """Process access mask → right names joined by ``" | "`` in bit order, plus, when the process
+    opened (``target``, an image path) is lsass, the note for masks flagged on lsass, e.g.
+    ``"0x1410"`` on lsass →
     ``"VM_READ | QUERY_INFORMATION | QUERY_LIMITED_INFORMATION (0x1410: procdump / older mimikatz)"``.
+    The same mask on any other process is routine, and gets no note.
 
     Text is read as hex (masks are always hex). Bits with no name show as hex.
     """
@@ -663,7 +673,7 @@ def access_mask(value: object) -> str | None:
         if unknown:
             parts.append(f"0x{unknown:X}")
         names = " | ".join(parts)
-    note = LSASS_SUSPICIOUS_MASKS.get(mask)
+    note = LSASS_SUSPICIOUS_MASKS.get(mask) if is_lsass(target) else None
     return names if note is None else f"{names} (0x{mask:X}: {note})"
 
 
@@ -719,6 +729,7 @@ def decode_field(
     event_id: int | None = None,
     channel: str | None = None,
     object_type: str | None = None,
+    target: str | None = None,
 ) -> str | None:
     """Decode one event field by its name, or return ``None``.
 
@@ -727,6 +738,8 @@ def decode_field(
     4768/4769/4771 (NTSTATUS otherwise, including 4776) and enables ``AccessMask`` decoding on
     4656/4663. ``AccessMask`` is decoded with process rights on those events unless
     ``object_type`` is given and is not ``"Process"`` (a file's 0x1 is ReadData, not TERMINATE).
+    ``target`` is the process the access was to (Sysmon 10 ``TargetImage``, 4656/4663
+    ``ObjectName``): a mask's lsass note is given only when it is lsass.
     Any other value made only of ``%%NNNN`` codes is decoded from :data:`PERCENT_STRINGS`.
     ``channel`` is accepted for symmetry with :func:`event_name`; no decoder needs it yet.
     """
@@ -763,10 +776,10 @@ def decode_field(
     if field.endswith("sid") or field in _SID_FIELDS:
         return sid(value)
     if field == "grantedaccess":
-        return access_mask(value)
+        return access_mask(value, target=target)
     if field == "accessmask":
         is_process = object_type is None or (
             isinstance(object_type, str) and object_type.strip().lower() == "process"
         )
-        return access_mask(value) if eid in _OBJECT_ACCESS_EVENTS and is_process else None
+        return access_mask(value, target=target) if eid in _OBJECT_ACCESS_EVENTS and is_process else None
     return _percent_list(value)

@@ -12,6 +12,7 @@ resolved against known names before they reach the query.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from .schema import COLUMN_TYPES, EVENT_COLUMN_NAMES
 ALIASES: dict[str, tuple[str, ...]] = {
     "eid": ("event_id",),
     "id": ("event_id",),
-    "user": ("target_user", "subject_user"),
+    "user": ("target_user", "subject_user", "member_name"),
     "domain": ("target_domain", "subject_domain"),
-    "sid": ("target_sid", "subject_sid", "user_sid"),
+    "sid": ("target_sid", "subject_sid", "user_sid", "member_sid"),
     "logon_id": ("target_logon_id", "subject_logon_id"),
     "ip": ("src_ip", "dst_ip"),
     "image": ("process_image", "parent_image", "target_image"),
@@ -48,6 +49,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "workstation": ("workstation",),
 }
 TIME_KEYS = ("after", "before")
+# Image paths: a bare file name (no backslash) matches the path's last part, as shown in the timeline.
+PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "object_name"})
+# User columns and the domain column beside each: DOMAIN\user matches both, as shown in the timeline.
+USER_DOMAIN = {"target_user": "target_domain", "subject_user": "subject_domain", "member_name": None}
+# Event IDs are 16-bit: a larger number is a mistake, not a filter that silently matches nothing.
+MAX_EVENT_ID = 65535
 # Columns a bare word is looked for in, besides the original event.
 TEXT_COLUMNS = [c for c in EVENT_COLUMN_NAMES if COLUMN_TYPES[c] == "VARCHAR"]
 _NUMERIC = {"INTEGER", "BIGINT", "UBIGINT", "UINTEGER", "SMALLINT"}
@@ -222,6 +229,7 @@ class Compiler:
         terms = tokenize(text)
         parts: list[str] = []
         params: list[Any] = []
+        _check_split_times(terms)
         for term in terms:
             sql, p = self._term(term)
             parts.append(f"NOT coalesce({sql}, FALSE)" if term.negate else f"({sql})")
@@ -278,10 +286,14 @@ class Compiler:
     def _one(self, t: Term, col: str, typ: str, value: str) -> tuple[str, list[Any]]:
         ref = f"e.{col}"
         if typ in _NUMERIC:
-            number = _parse_number(value)
+            # Access masks are written in hex everywhere (0x1410); 1410 means the same.
+            number = _parse_number(value if col != "granted_access" or value.lower().startswith("0x")
+                                   else "0x" + value)
             if number is None:
                 raise FilterError(f'{t.field}: "{value}" is not a number (decimal or 0x hex, 64-bit)',
                                       t.position, t.text)
+            if col == "event_id" and not 0 <= number <= MAX_EVENT_ID:
+                raise FilterError(f'{t.field}: {value} is not an event ID (0 to {MAX_EVENT_ID})', t.position, t.text)
             return f"{ref} {t.op} ?", [number]
         if typ == "TIMESTAMP":
             try:
@@ -292,6 +304,14 @@ class Compiler:
             return f"{ref} {t.op} ?", [value]
         if "*" in value:
             return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
+        if col in PATH_COLUMNS and "\\" not in value and "/" not in value:
+            return f"(lower({ref}) = lower(?) OR ends_with(lower({ref}), '\\' || lower(?)))", [value, value]
+        if col in USER_DOMAIN and "\\" in value:
+            domain, _, user = value.rpartition("\\")
+            domain_col = USER_DOMAIN[col]
+            if domain_col is None:
+                return f"lower({ref}) = lower(?)", [user]
+            return f"(lower({ref}) = lower(?) AND lower(e.{domain_col}) = lower(?))", [user, domain]
         return f"lower({ref}) = lower(?)", [value]
 
     def _original(self, t: Term, names: list[str]) -> tuple[str, list[Any]]:
@@ -314,6 +334,11 @@ class Compiler:
                 else:
                     ors.append(f"lower({expr}) = lower(?)")
                     params += [path, path, value]
+                    number = _parse_number(value)
+                    if number is not None:
+                        # The same number written the other way (ProcessId 3148 is 0xc4c in 4688).
+                        ors.append(f"try_cast({expr} AS HUGEINT) = ?")
+                        params += [path, path, number]
         return f"e.eid IN (SELECT d.eid {DOCUMENTS} ({' OR '.join(ors)}))", params
 
     def _anywhere(self, value: str) -> tuple[str, list[Any]]:
@@ -336,6 +361,15 @@ class Compiler:
         sql = (f"{cols}{extra} OR e.eid IN (SELECT d.eid {DOCUMENTS} "
                f"(regexp_matches(d.raw, ?) OR regexp_matches(d.data, ?)))")
         return sql, [*params, doc_pattern, doc_pattern]
+
+
+def _check_split_times(terms: list[Term]) -> None:
+    """`after:2020-09-20 10:00` reads as a date, then a search for the word "10:00": say so."""
+    for before, after in itertools.pairwise(terms):
+        if (before.field or "").lower() in TIME_KEYS and after.field is None and not after.negate \
+                and re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?", after.values[0]):
+            raise FilterError(f'a space ends "{before.text}": write {before.field}:{before.values[0]}T{after.values[0]}',
+                              after.position, after.text)
 
 
 def _regex(value: str) -> str:

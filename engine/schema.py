@@ -7,7 +7,7 @@ row group. The wide parts of an event (its flattened event data and the original
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # (name, SQL type, meaning). The order here is the column order of `events`.
 CORE_COLUMNS: list[tuple[str, str, str]] = [
@@ -30,27 +30,27 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("subject_domain", "VARCHAR", "SubjectDomainName (Sysmon: domain part of User)"),
     ("subject_sid", "VARCHAR", "SubjectUserSid"),
     ("subject_logon_id", "UBIGINT", "SubjectLogonId (Sysmon: LogonId)"),
-    ("target_user", "VARCHAR", "TargetUserName"),
+    ("target_user", "VARCHAR", "TargetUserName (RDP events: the account connecting)"),
     ("target_domain", "VARCHAR", "TargetDomainName"),
-    ("target_sid", "VARCHAR", "TargetUserSid"),
+    ("target_sid", "VARCHAR", "TargetUserSid / TargetSid"),
     ("target_logon_id", "UBIGINT", "TargetLogonId"),
     ("linked_logon_id", "UBIGINT", "TargetLinkedLogonId (UAC split token)"),
     ("logon_guid", "VARCHAR", "LogonGuid, lower case without braces"),
     ("logon_type", "SMALLINT", "LogonType"),
     ("auth_package", "VARCHAR", "AuthenticationPackageName"),
     ("logon_process", "VARCHAR", "LogonProcessName, trimmed"),
-    ("src_ip", "VARCHAR", "IpAddress / Sysmon SourceIp ('-' dropped, ::ffff: unwrapped)"),
+    ("src_ip", "VARCHAR", "IpAddress / Sysmon SourceIp / RDP client address ('-' dropped, ::ffff: unwrapped)"),
     ("src_port", "INTEGER", "IpPort / Sysmon SourcePort"),
     ("dst_ip", "VARCHAR", "Sysmon DestinationIp"),
     ("dst_port", "INTEGER", "Sysmon DestinationPort"),
-    ("dst_host", "VARCHAR", "Sysmon DestinationHostname / 4648 TargetServerName"),
-    ("workstation", "VARCHAR", "WorkstationName"),
+    ("dst_host", "VARCHAR", "Sysmon DestinationHostname / 4648 TargetServerName / Sysmon 22 QueryName"),
+    ("workstation", "VARCHAR", "WorkstationName / 4776 Workstation / 4778-4779 ClientName"),
     ("status", "UINTEGER", "Status (NTSTATUS or Kerberos code)"),
     ("substatus", "UINTEGER", "SubStatus"),
     ("process_guid", "VARCHAR", "ProcessGuid (Sysmon 10: SourceProcessGUID), lower case without braces"),
     ("process_pid", "BIGINT", "the acting/new process: Sysmon ProcessId, 4688 NewProcessId"),
     ("process_image", "VARCHAR", "Image / NewProcessName / ProcessName / SourceImage"),
-    ("command_line", "VARCHAR", "CommandLine"),
+    ("command_line", "VARCHAR", "CommandLine / service ImagePath (7045) / ServiceFileName (4697)"),
     ("parent_guid", "VARCHAR", "ParentProcessGuid, lower case without braces"),
     ("parent_pid", "BIGINT", "Sysmon ParentProcessId; 4688 ProcessId (the creator)"),
     ("parent_image", "VARCHAR", "ParentImage / ParentProcessName"),
@@ -67,6 +67,10 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("script_part", "INTEGER", "PowerShell MessageNumber"),
     ("script_parts", "INTEGER", "PowerShell MessageTotal"),
     ("script_text", "VARCHAR", "PowerShell ScriptBlockText"),
+    # Added in schema 2 (existing cases get them empty for events ingested before).
+    ("member_name", "VARCHAR", "group events: the member added or removed (MemberName's CN, or the "
+                               "name another event of the case gives its MemberSid)"),
+    ("member_sid", "VARCHAR", "group events: MemberSid"),
 ]
 
 EVENT_COLUMNS = CORE_COLUMNS + HOT_COLUMNS

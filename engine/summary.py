@@ -36,8 +36,29 @@ def _args(image: object, command_line: object) -> str:
     return cmd
 
 
+def _from(ip: object, workstation: object) -> str:
+    if ip:
+        return f"from {ip}" + (f" ({workstation})" if workstation else "")
+    return f"from ({workstation})" if workstation else ""
+
+
 def _hex(v: object) -> str:
     return f"0x{int(v):x}" if isinstance(v, int) else ""
+
+
+RDP_CHANNELS = ("Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
+                "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational")
+_GROUP_MEMBER_EVENTS = frozenset({4728, 4729, 4732, 4733, 4746, 4747, 4751, 4752, 4756, 4757, 4761, 4762})
+
+
+_ACCOUNT_VERBS = {4720: "created", 4722: "enabled", 4723: "changed the password of", 4724: "reset the password of",
+                  4725: "disabled", 4726: "deleted", 4738: "changed", 4767: "unlocked",
+                  4781: "renamed"}
+
+
+def _rdp(channel: str, eid: object) -> bool:
+    return ((channel == RDP_CHANNELS[0] and eid == 1149) or (channel == RDP_CHANNELS[1] and eid in (21, 22, 23, 24, 25))
+            or (channel == "Security" and eid in (4778, 4779)))
 
 
 def summarise(row: Mapping[str, Any]) -> str:
@@ -59,16 +80,35 @@ def summarise(row: Mapping[str, Any]) -> str:
             parts.append(f"type {lt} {decode.logon_type(lt) or ''}".strip())
         if g("auth_package"):
             parts.append(str(g("auth_package")))
-        if g("src_ip"):
-            ws = g("workstation")
-            parts.append(f"from {g('src_ip')}" + (f" ({ws})" if ws else ""))
-        elif g("workstation"):
-            parts.append(f"from ({g('workstation')})")
+        if g("src_ip") or g("workstation"):
+            parts.append(_from(g("src_ip"), g("workstation")))
         if eid == 4625:
             code = g("substatus") if g("substatus") not in (None, 0) else g("status")
             if code is not None:
                 parts.append(f"{_hex(code)} {decode.ntstatus(code) or ''}".strip())
         return "  ".join(parts)
+    if _rdp(channel, eid):
+        # Who connected, from where; the event's name says which step of the RDP session it is.
+        parts = [decode.event_name(channel, eid) or "RDP", _account(g("target_domain"), g("target_user")),
+                 _from(g("src_ip"), g("workstation"))]
+        return "  ".join(p for p in parts if p)
+    if channel == "Security" and eid in _GROUP_MEMBER_EVENTS:
+        verb = "removed" if eid in (4729, 4733, 4747, 4752, 4757, 4762) else "added"
+        member = g("member_name") or g("member_sid") or "?"
+        return (f"{_account(g('subject_domain'), g('subject_user')) or '?'} {verb} {member} "
+                f"{'to' if verb == 'added' else 'from'} {_account(g('target_domain'), g('target_user'))}")
+    if channel == "Security" and eid == 4740:
+        # The subject of a lockout is the machine that logged it, not someone who acted.
+        return f"{_account(g('target_domain'), g('target_user')) or g('target_sid') or '?'} locked out"
+    if channel == "Security" and eid in _ACCOUNT_VERBS:
+        return (f"{_account(g('subject_domain'), g('subject_user')) or '?'} {_ACCOUNT_VERBS[eid]} "
+                f"{_account(g('target_domain'), g('target_user')) or g('target_sid') or '?'}")
+    if channel == "Security" and eid in (5140, 5145):
+        who = _account(g("subject_domain"), g("subject_user"))
+        where = f"  from {g('src_ip')}" if g("src_ip") else ""
+        return f"{who}{where} → {g('object_name') or '?'}".strip()
+    if sysmon and eid == 22:
+        return f"{_base(g('process_image'))} → DNS {g('dst_host') or '?'}"
     if channel == "Security" and eid in (4768, 4769, 4771, 4776):
         # Credential validation on a domain controller: who, from where, and the result.
         status = g("status")
@@ -79,8 +119,9 @@ def summarise(row: Mapping[str, Any]) -> str:
         parts = [str(g("target_user") or "")]
         if eid == 4769 and g("service_name"):
             parts.append(f"ticket for {g('service_name')}")
-        if g("src_ip"):
-            parts.append(f"from {g('src_ip')}")
+        if g("src_ip") or g("workstation"):
+            # 4776 names the client machine only (Workstation): the source of a spray on a DC.
+            parts.append(f"from {g('src_ip') or g('workstation')}")
         if status is not None:
             parts.append(f"{_hex(status)} {meaning or ''}".strip())
         return "  ".join(p for p in parts if p)
@@ -93,12 +134,16 @@ def summarise(row: Mapping[str, Any]) -> str:
                 f"{g('dst_host') or g('dst_ip') or ''}:{g('dst_port') or ''}")
     if channel == "Security" and eid in (4656, 4663):
         return f"{_base(g('process_image'))} → {g('object_name') or ''} {_hex(g('granted_access'))}".strip()
-    if eid in (7045, 4697):
-        return f"service {g('service_name') or ''}  {g('process_image') or ''}".strip()
+    if (channel == "System" and eid == 7045) or (channel == "Security" and eid == 4697):
+        return f"service {g('service_name') or ''}  {g('command_line') or ''}".strip()
     if eid in (4698, 4702):
         return f"task {g('task_name') or ''} by {_account(g('subject_domain'), g('subject_user'))}"
-    if eid in (1102, 104):
-        return f"log cleared by {_account(g('subject_domain'), g('subject_user'))}".strip()
+    # 1102 is the Security log's own "cleared"; 104 only in System (Eventlog): other channels reuse
+    # the number for unrelated events (RdpCoreTS 104 is a connection event).
+    eventlog = str(g("provider") or "Microsoft-Windows-Eventlog").lower().endswith("eventlog")
+    if (channel == "Security" and eid == 1102) or (channel == "System" and eid == 104 and eventlog):
+        log = "Security log" if eid == 1102 else "event log"
+        return f"{log} cleared by {_account(g('subject_domain'), g('subject_user')) or '?'}"
     if eid in (4104,) and g("script_text"):
         part = f"[{g('script_part')}/{g('script_parts')}] " if g("script_parts") else ""
         return part + " ".join(str(g("script_text")).split())
@@ -111,6 +156,10 @@ def summarise(row: Mapping[str, Any]) -> str:
 
 
 def user_of(row: Mapping[str, Any]) -> str:
+    """The account the event is about: the one logging on, created, added to a group (not the
+    group), or else the one acting."""
+    if row.get("member_name") or row.get("member_sid"):
+        return str(row.get("member_name") or row.get("member_sid"))
     return _account(row.get("target_domain"), row.get("target_user")) or _account(
         row.get("subject_domain"), row.get("subject_user"))
 

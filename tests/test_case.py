@@ -224,3 +224,25 @@ def test_a_failed_transaction_is_rolled_back(tmp_path: Path) -> None:
             con.execute("INSERT INTO saved_filters VALUES ('a', 'eid:4624')")
             raise RuntimeError("boom")
         assert case.cursor().execute("SELECT count(*) FROM saved_filters").fetchall()[0][0] == 0
+
+
+def test_a_case_of_the_previous_schema_is_upgraded_when_opened_and_keeps_its_events(tmp_path: Path) -> None:
+    case_path = tmp_path / "case.duckdb"
+    ingest_into(case_path, [write_jsonl(tmp_path / "a.jsonl", [doc(1, "2021-01-01T00:00:00Z")])])
+    con = duckdb.connect(str(case_path))
+    con.execute("ALTER TABLE events DROP COLUMN member_sid")
+    con.execute("ALTER TABLE events DROP COLUMN member_name")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    with Case(case_path, read_only=True) as old:
+        assert old.needs_repair()
+    with Case(case_path) as case:
+        assert case.schema_version() == SCHEMA_VERSION
+        assert case.con.execute("SELECT record_id, member_name FROM events").fetchall() == [(1, None)]
+    # Later ingests fill the new columns.
+    ingest_into(case_path, [write_jsonl(tmp_path / "b.jsonl", [evtx_doc(2, 4732, "2021-01-02T00:00:00Z", data={
+        "MemberName": "CN=bob,DC=corp", "TargetUserName": "Administrators"})])])
+    rows = assert_dense_and_ordered(case_path)
+    assert [r[4] for r in rows] == [1, 2]
+    with Case(case_path, read_only=True) as case:
+        assert case.con.execute("SELECT member_name FROM events WHERE record_id = 2").fetchall() == [("bob",)]

@@ -311,3 +311,15 @@ def test_other_runtime_errors_are_not_taken_for_an_interrupt(monkeypatch: pytest
     monkeypatch.setattr(tui.cli, "cmd_stats", broken)
     with pytest.raises(RuntimeError, match="something else"):
         main(["stats", str(tmp_path / "case.duckdb")])
+
+
+def test_a_filter_that_starts_with_an_exclusion_is_taken_as_the_filter(case: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "query", str(case), "-eid:4624", "--format", "jsonl")
+    assert code == 0, err
+    assert [json.loads(line)["record_id"] for line in out.splitlines()] == [2, 4]
+    code, out, _ = run(capsys, "query", str(case), "--format", "jsonl", "-eid:4624 -eid:4625")
+    assert code == 0 and [json.loads(line)["record_id"] for line in out.splitlines()] == [4]
+    with pytest.raises(SystemExit) as exited:
+        main(["query", str(case), "--no-such-option"])
+    assert exited.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err

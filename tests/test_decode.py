@@ -422,14 +422,17 @@ def test_logon_guid_is_not_mistaken_for_a_logon_id() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_granted_access_0x1410_reads_as_procdump_mask() -> None:
-    assert access_mask("0x1410") == (
+LSASS = "C:\\Windows\\system32\\lsass.exe"
+
+
+def test_granted_access_0x1410_on_lsass_reads_as_procdump_mask() -> None:
+    assert access_mask("0x1410", target=LSASS) == (
         "VM_READ | QUERY_INFORMATION | QUERY_LIMITED_INFORMATION (0x1410: procdump / older mimikatz)"
     )
 
 
-def test_granted_access_0x1010_reads_as_mimikatz_sekurlsa() -> None:
-    assert access_mask("0x1010") == "VM_READ | QUERY_LIMITED_INFORMATION (0x1010: mimikatz sekurlsa)"
+def test_granted_access_0x1010_on_lsass_reads_as_mimikatz_sekurlsa() -> None:
+    assert access_mask("0x1010", target="lsass.exe") == "VM_READ | QUERY_LIMITED_INFORMATION (0x1010: mimikatz sekurlsa)"
 
 
 @pytest.mark.parametrize("raw", ["0x1410", "0X1410", "0x143a", "0x143A", "1410", 0x1410])
@@ -439,12 +442,12 @@ def test_granted_access_is_read_in_any_case_and_form(raw: object) -> None:
 
 
 def test_granted_access_0x1fffff_reads_as_process_all_access() -> None:
-    result = access_mask("0x1FFFFF")
+    result = access_mask("0x1FFFFF", target=LSASS)
     assert result is not None and result.startswith("PROCESS_ALL_ACCESS (0x1FFFFF: full access")
 
 
 def test_granted_access_0x1f0fff_reads_as_legacy_process_all_access() -> None:
-    result = access_mask("0x1F0FFF")
+    result = access_mask("0x1F0FFF", target=LSASS)
     assert result is not None and result.startswith("PROCESS_ALL_ACCESS, pre-Vista value (0x1F0FFF:")
 
 
@@ -453,10 +456,14 @@ def test_granted_access_0x1000_is_query_only_with_no_lsass_note() -> None:
     assert access_mask("0x1400") == "QUERY_INFORMATION | QUERY_LIMITED_INFORMATION"
 
 
-def test_every_flagged_lsass_mask_carries_its_note() -> None:
+def test_every_flagged_lsass_mask_carries_its_note_on_lsass_and_none_on_another_process() -> None:
     for mask, note in LSASS_SUSPICIOUS_MASKS.items():
-        result = access_mask(hex(mask))
+        result = access_mask(hex(mask), target=LSASS)
         assert result is not None and result.endswith(f"(0x{mask:X}: {note})")
+        for other in ("C:\\Windows\\System32\\smss.exe", "C:\\Windows\\System32\\csrss.exe", None, "",
+                      "C:\\Temp\\notlsass.exe"):
+            plain = access_mask(hex(mask), target=other)
+            assert plain is not None and "(0x" not in plain and "mimikatz" not in plain, (mask, other)
 
 
 def test_flagged_lsass_masks_are_the_ones_of_the_domain_reference() -> None:
@@ -519,8 +526,13 @@ def test_access_mask_field_of_a_file_or_other_event_is_not_read_as_process_right
 
 
 def test_granted_access_field_is_decoded_without_event_context() -> None:
-    assert decode_field("GrantedAccess", "0x1010") == (
+    assert decode_field("GrantedAccess", "0x1010") == "VM_READ | QUERY_LIMITED_INFORMATION"
+    assert decode_field("GrantedAccess", "0x1010", target="C:\\WINDOWS\\System32\\LSASS.EXE") == (
         "VM_READ | QUERY_LIMITED_INFORMATION (0x1010: mimikatz sekurlsa)"
+    )
+    assert decode_field("AccessMask", "0x1410", event_id=4656, object_type="Process",
+                        target="\\Device\\HarddiskVolume2\\Windows\\System32\\lsass.exe") == (
+        "VM_READ | QUERY_INFORMATION | QUERY_LIMITED_INFORMATION (0x1410: procdump / older mimikatz)"
     )
 
 

@@ -90,6 +90,17 @@ CASES: list[tuple[str, set[int]]] = [
     ("image:*lsass.exe", {6}),
     ("image:*explorer.exe", {5}),
     ("image:*\\cmd.exe", {4, 5, 9}),
+    # a bare file name matches the end of an image path, as the timeline shows it; not a part of one
+    ("image:cmd.exe", {4, 5, 9}),
+    ("image:CMD.EXE", {4, 5, 9}),
+    ("process:whoami.exe", {4}),
+    ("target:lsass.exe", {6}),
+    ("image:md.exe", set()),
+    ("-image:cmd.exe", {1, 2, 3, 6, 7, 8}),
+    # DOMAIN\user, as the user column shows it, matches the pair
+    ("user:CORP\\carol", {5}),
+    ("user:corp\\ALICE", {1}),
+    ("user:OTHER\\carol", set()),
     ('cmd:"whoami /all"', {4}),
     ("cmd:whoami*", {4}),
     # numbers: comparisons, hex, decimal
@@ -102,6 +113,7 @@ CASES: list[tuple[str, set[int]]] = [
     ("substatus:0xC000006A", {3}),
     ("granted_access:0x1010", {6}),
     ("access:>=0x1000", {6}),
+    ("access:1010", {6}),
     ("target_logon_id:999", {1}),
     ("logon_id:0x3e7", {1}),
     ("logon_id:0x1f2e3", {4, 5}),
@@ -139,6 +151,9 @@ CASES: list[tuple[str, set[int]]] = [
     ("processid:612", {7}),
     ("processid:0x24C", {7}),
     ("ProcessId:1234", {5}),
+    # the same number in the other base: 4688's ProcessId is hex, a Sysmon one decimal
+    ("ProcessId:420", {4}),
+    ("ProcessId:0x4d2", {5}),
     ("ProcessID:>600", {7}),
     ("processid:>1000", {5}),
     ("GrantedAccess:0x1010", {6}),
@@ -232,6 +247,26 @@ def test_malformed_terms_raise_filter_errors_with_a_position(filter_case: Case, 
     with pytest.raises(FilterError) as info:
         compile_filter(text, views.field_names(filter_case.cursor()))
     assert 0 <= info.value.position <= len(text)
+
+
+@pytest.mark.parametrize("text", ["eid:47244640256", "event_id:-1", "id:70000", "eid:4624,99999"])
+def test_a_number_no_event_id_can_be_is_an_error_not_an_empty_result(text: str) -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    assert "is not an event ID (0 to 65535)" in str(info.value) and info.value.position == 0
+
+
+@pytest.mark.parametrize("text", ["after:2020-09-20 10:00", "before:2020-09-20 10:00:05Z user:bob"])
+def test_a_time_split_from_its_date_by_a_space_is_an_error_that_shows_the_fix(text: str) -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    key = text.split(":", 1)[0]
+    assert f"write {key}:2020-09-20T10:00" in str(info.value)
+    assert info.value.position == text.index("10:00")
+
+
+def test_a_quoted_time_with_a_space_is_fine(filter_case: Case) -> None:
+    assert matches(filter_case, 'after:"2020-09-20 10:30"') == {8, 9}
 
 
 def test_views_query_raises_filter_error_for_a_bad_filter(filter_case: Case) -> None:

@@ -538,3 +538,42 @@ def test_target_sid_is_read_from_target_sid_in_account_and_kerberos_events(corpu
           AND json_extract_string(d.raw, '$.Event.EventData.TargetSid') NOT IN ('-', '')""").fetchall()
     assert rows
     assert all(stored == raw for stored, raw in rows)
+
+
+# -- fields of the RDP, account, service and DNS events -------------------------------------------------
+# (channel, event ids, column, where the value is in the EVTX document, how the column holds it)
+_EVENT_DATA = "$.Event.EventData."
+_USER_DATA = "$.Event.UserData.EventXML."
+FIELD_RULES: list[tuple[str, tuple[int, ...], str, str, Any]] = [
+    ("Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational", (1149,), "target_user",
+     _USER_DATA + "Param1", lambda v: v or None),
+    ("Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational", (1149,), "src_ip",
+     _USER_DATA + "Param3", lambda v: v or None),
+    ("Security", (4776,), "workstation", _EVENT_DATA + "Workstation", lambda v: None if v in (None, "", "-") else v),
+    ("System", (7045,), "command_line", _EVENT_DATA + "ImagePath", lambda v: v),
+    (SYSMON, (22,), "dst_host", _EVENT_DATA + "QueryName", lambda v: v),
+    ("Security", (4728, 4732), "member_sid", _EVENT_DATA + "MemberSid", lambda v: None if v in (None, "-") else v),
+]
+
+
+@pytest.mark.parametrize(("channel", "eids", "column", "path", "expect"), FIELD_RULES,
+                         ids=[f"{r[1][0]}-{r[2]}" for r in FIELD_RULES])
+def test_event_specific_fields_land_in_their_columns(corpus_case: CorpusCase, channel: str, eids: tuple[int, ...],
+                                                     column: str, path: str, expect: Any) -> None:
+    rows = corpus_case.cursor().execute(f"""
+        SELECT e.{column}, json_extract_string(d.raw, ?) FROM events e JOIN event_data d USING (eid)
+        JOIN sources s USING (source_id)
+        WHERE s.shape = 'evtx' AND e.channel = ? AND e.event_id IN (SELECT unnest(?))""",
+        [path, channel, list(eids)]).fetchall()
+    assert len(rows) >= 4, (channel, eids)
+    assert all(stored == expect(raw) for stored, raw in rows), [r for r in rows if r[0] != expect(r[1])][:3]
+
+
+def test_sysmon_10_is_attributed_to_the_source_user_when_sysmon_logs_one(corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute("""
+        SELECT e.subject_domain, e.subject_user, json_extract_string(d.raw, '$.Event.EventData.SourceUser')
+        FROM events e JOIN event_data d USING (eid)
+        WHERE e.channel = ? AND e.event_id = 10
+          AND json_extract_string(d.raw, '$.Event.EventData.SourceUser') IS NOT NULL""", [SYSMON]).fetchall()
+    for domain, user, source_user in rows:
+        assert f"{domain}\\{user}" == source_user

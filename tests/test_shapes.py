@@ -153,3 +153,26 @@ def test_a_sysmon_user_without_a_domain_is_still_the_subject_user(tmp_path: Path
     with Case(tmp_path / "case.duckdb") as case:
         ingest(case, [write_jsonl(tmp_path / "a.jsonl", [doc])])
         assert case.con.execute("SELECT subject_user, subject_domain FROM events").fetchall() == [expected]
+
+
+def test_a_group_member_is_named_by_its_dn_or_by_the_name_the_case_knows_for_its_sid(tmp_path: Path) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    sid = "S-1-5-21-1-2-3-1001"
+    admins = {"TargetUserName": "Administrators", "TargetDomainName": "Builtin", "TargetSid": "S-1-5-32-544",
+              "SubjectUserName": "adm_jdoe", "SubjectDomainName": "CORP"}
+    docs = [
+        evtx_doc(1, 4732, "2020-09-20T10:00:00Z", data={**admins, "MemberName": "CN=Smith\\, John,OU=IT,DC=corp,DC=local",
+                                                        "MemberSid": "S-1-5-21-1-2-3-1107"}),
+        evtx_doc(2, 4732, "2020-09-20T10:01:00Z", data={**admins, "MemberName": "-", "MemberSid": sid}),
+        evtx_doc(3, 4732, "2020-09-20T10:02:00Z", data={**admins, "MemberName": "-", "MemberSid": "S-1-5-21-9-9-9-9"}),
+    ]
+    later = [evtx_doc(4, 4720, "2020-09-20T09:59:00Z", data={
+        "TargetUserName": "support_tmp", "TargetDomainName": "FS01", "TargetSid": sid, "SubjectUserName": "adm_jdoe"})]
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", docs)])
+        # The account's creation arrives in a later ingest: the member is named then.
+        ingest(case, [write_jsonl(tmp_path / "b.jsonl", later)])
+        assert case.con.execute("SELECT record_id, member_name, member_sid FROM events WHERE event_id = 4732 "
+                                "ORDER BY record_id").fetchall() == [
+            (1, "Smith, John", "S-1-5-21-1-2-3-1107"), (2, "support_tmp", sid), (3, None, "S-1-5-21-9-9-9-9")]

@@ -76,7 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] not in SUBCOMMANDS and not args_list[0].startswith("-"):
         return _open_tui(args_list)
     ap = build_parser()
-    args = ap.parse_args(args_list)
+    args, extra = ap.parse_known_args(args_list)
+    # A filter may start with an exclusion (`-eid:4624 user:bob`), which argparse takes for an
+    # unknown option: such words are the filter's.
+    if extra and args.command in ("query", "export") and not any(x.startswith("--") for x in extra):
+        args.filter = " ".join([*extra, args.filter] if args.filter else extra)
+    elif extra:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         ap.print_help()
         return 0

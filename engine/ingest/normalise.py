@@ -43,7 +43,16 @@ DATA_KEYS = [
     "ScriptBlockId", "MessageNumber", "MessageTotal", "ScriptBlockText",
     "User", "LogonId", "SourceIp", "SourcePort", "DestinationIp", "DestinationPort", "DestinationHostname",
     "TargetServerName", "UtcTime",
+    # RDP: 1149 (Param1-3), LocalSessionManager 21-25 (User, Address), 4778/4779
+    "Param1", "Param2", "Param3", "Address", "AccountName", "AccountDomain", "ClientName", "ClientAddress", "LogonID",
+    "ImagePath", "ServiceFileName", "Workstation", "QueryName", "MemberName", "MemberSid", "SourceUser",
 ]
+# Fields that EVTX keeps in UserData (the object stored as `data`) for some events, and in EventData
+# for others.
+USER_DATA_KEYS = frozenset({"SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId",
+                            "Param1", "Param2", "Param3", "User", "Address"})
+RCM_CHANNEL = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
+LSM_CHANNEL = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
 
 Get = Callable[[str], str]  # name → SQL expression of that value as text (NULL when absent)
 
@@ -136,9 +145,28 @@ def _hot_columns(d: Get) -> str:
     """The typed hot columns, from the event-data fields (domain.md §2–4)."""
     sysmon = f"channel = '{SYSMON_CHANNEL}'"
     user = d("User")
-    # Sysmon's User is DOMAIN\user; a bare name (no domain) is still the user.
-    sysmon_user = f"CASE WHEN {sysmon} THEN nullif(string_split({user}, '\\')[-1], '') END"
-    sysmon_domain = f"CASE WHEN {sysmon} AND contains({user}, '\\') THEN string_split({user}, '\\')[1] END"
+    # Sysmon's User (SourceUser on 8 and 10, Sysmon 13 on) is DOMAIN\user; a bare name (no domain)
+    # is still the user.
+    sysmon_account = f"coalesce({user}, {d('SourceUser')})"
+    sysmon_user = f"CASE WHEN {sysmon} THEN nullif(string_split({sysmon_account}, '\\')[-1], '') END"
+    sysmon_domain = (f"CASE WHEN {sysmon} AND contains({sysmon_account}, '\\') "
+                     f"THEN string_split({sysmon_account}, '\\')[1] END")
+    # RDP: who connected from where (domain.md §1). 1149 names the account in Param1/Param2 and the
+    # client in Param3; LocalSessionManager has User (DOMAIN\user) and Address; 4778/4779 Account*
+    # and Client*. "LOCAL" and "Unknown" are what Windows writes when there is no remote client.
+    rcm = f"(channel = '{RCM_CHANNEL}' AND event_id = 1149)"
+    lsm = f"(channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25))"
+    rdp = "(channel = 'Security' AND event_id IN (4778, 4779))"
+    lsm_user = f"CASE WHEN {lsm} THEN nullif(string_split({user}, '\\')[-1], '') END"
+    lsm_domain = f"CASE WHEN {lsm} AND contains({user}, '\\') THEN string_split({user}, '\\')[1] END"
+
+    def no_client(expr: str) -> str:
+        return f"CASE WHEN upper(trim({expr})) IN ('LOCAL', 'UNKNOWN') THEN NULL ELSE {expr} END"
+
+    rdp_client = no_client(f"CASE WHEN {rcm} THEN {d('Param3')} WHEN {rdp} THEN {d('ClientAddress')} "
+                           f"WHEN {lsm} THEN {d('Address')} END")
+    service = "((channel = 'System' AND event_id = 7045) OR (channel = 'Security' AND event_id = 4697))"
+    member = _dash_null(d("MemberName"))
     cols = {
         "utc_time": _utc(d("UtcTime")),
         "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user})",
@@ -146,23 +174,28 @@ def _hot_columns(d: Get) -> str:
         "subject_sid": _dash_null(d("SubjectUserSid")),
         "subject_logon_id": _int(
             f"coalesce({d('SubjectLogonId')}, CASE WHEN {sysmon} THEN {d('LogonId')} END)", "UBIGINT"),
-        "target_user": _dash_null(d("TargetUserName")),
-        "target_domain": _dash_null(d("TargetDomainName")),
+        "target_user": (f"coalesce({_dash_null(d('TargetUserName'))}, CASE WHEN {rcm} THEN {_dash_null(d('Param1'))} "
+                        f"WHEN {rdp} THEN {_dash_null(d('AccountName'))} END, {lsm_user})"),
+        "target_domain": (f"coalesce({_dash_null(d('TargetDomainName'))}, CASE WHEN {rcm} THEN "
+                          f"{_dash_null(d('Param2'))} WHEN {rdp} THEN {_dash_null(d('AccountDomain'))} END, {lsm_domain})"),
         # Account and group management events (4720, 4740, 4732 …) and Kerberos (4768, 4771) name
         # it TargetSid; logon events TargetUserSid.
         "target_sid": _dash_null(f"coalesce({d('TargetUserSid')}, {d('TargetSid')})"),
-        "target_logon_id": _int(d("TargetLogonId"), "UBIGINT"),
+        "target_logon_id": _int(f"coalesce({d('TargetLogonId')}, CASE WHEN {rdp} THEN {d('LogonID')} END)", "UBIGINT"),
         "linked_logon_id": _int(d("TargetLinkedLogonId"), "UBIGINT"),
         "logon_guid": _guid(d("LogonGuid")),
         "logon_type": _int(d("LogonType"), "SMALLINT"),
         "auth_package": _dash_null(d("AuthenticationPackageName")),
         "logon_process": _dash_null(d("LogonProcessName")),
-        "src_ip": _ip(f"coalesce({d('IpAddress')}, {d('SourceIp')})"),
+        "src_ip": _ip(f"coalesce({d('IpAddress')}, {d('SourceIp')}, {rdp_client})"),
         "src_port": _int(f"coalesce({_dash_null(d('IpPort'))}, {d('SourcePort')})", "INTEGER"),
         "dst_ip": _ip(d("DestinationIp")),
         "dst_port": _int(d("DestinationPort"), "INTEGER"),
-        "dst_host": _dash_null(f"coalesce({d('DestinationHostname')}, {d('TargetServerName')})"),
-        "workstation": _dash_null(d("WorkstationName")),
+        "dst_host": _dash_null(f"coalesce({d('DestinationHostname')}, {d('TargetServerName')}, "
+                               f"CASE WHEN {sysmon} AND event_id = 22 THEN {d('QueryName')} END)"),
+        "workstation": _dash_null(no_client(
+            f"coalesce({d('WorkstationName')}, CASE WHEN channel = 'Security' AND event_id = 4776 "
+            f"THEN {d('Workstation')} WHEN {rdp} THEN {d('ClientName')} END)")),
         "status": _int(d("Status"), "UINTEGER"),
         "substatus": _int(d("SubStatus"), "UINTEGER"),
         "process_guid": _guid(
@@ -173,7 +206,9 @@ def _hot_columns(d: Get) -> str:
             f"CASE WHEN event_id IS DISTINCT FROM 4688 THEN {d('ProcessId')} END)", "BIGINT"),
         "process_image": _dash_null(
             f"coalesce({d('NewProcessName')}, {d('Image')}, {d('SourceImage')}, {d('ProcessName')})"),
-        "command_line": d("CommandLine"),
+        # A service's ImagePath is the command it runs (often the attack itself: %COMSPEC% /c …).
+        "command_line": (f"coalesce({d('CommandLine')}, CASE WHEN {service} "
+                         f"THEN coalesce({d('ImagePath')}, {d('ServiceFileName')}) END)"),
         "parent_guid": _guid(d("ParentProcessGuid")),
         "parent_pid": _int(
             f"coalesce({d('ParentProcessId')}, CASE WHEN event_id = 4688 THEN {d('ProcessId')} END)", "BIGINT"),
@@ -198,6 +233,10 @@ def _hot_columns(d: Get) -> str:
         "script_part": _int(d("MessageNumber"), "INTEGER"),
         "script_parts": _int(d("MessageTotal"), "INTEGER"),
         "script_text": d("ScriptBlockText"),
+        # A domain member is a DN (CN=name,OU=…); a local one is often "-" with only the SID.
+        "member_name": (f"CASE WHEN {member} LIKE 'CN=%' THEN regexp_replace(regexp_extract({member}, "
+                        f"'^CN=((?:[^,\\\\]|\\\\.)+)', 1), '\\\\(.)', '\\1', 'g') ELSE {member} END"),
+        "member_sid": _dash_null(d("MemberSid")),
     }
     return ",\n    ".join(f"{expr} AS {name}" for name, expr in cols.items())
 
@@ -279,8 +318,8 @@ def _evtx_select(source: str) -> str:
     }
 
     def d(key: str) -> str:
-        return f"coalesce({g('d.' + key)}, json_extract_string(data, '$.\"{key}\"'))" if key in (
-            "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId") else g("d." + key)
+        return (f"coalesce({g('d.' + key)}, json_extract_string(data, '$.\"{key}\"'))" if key in USER_DATA_KEYS
+                else g("d." + key))
 
     data = f"CASE WHEN {g('user_data')} IS NOT NULL THEN coalesce({user_data}, {g('user_data')}) END"
     return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw")
@@ -494,6 +533,7 @@ def _ecs_backfill() -> str:
         f"'TargetSid', CASE WHEN {_EID} IN (4768, 4771) THEN {g('u_id')} WHEN {group} THEN coalesce({g('ug_id')}, {g('g_id')}) "
         f"WHEN {_EID} IN {_ACCOUNT_EVENTS} THEN {g('ut_id')} END",
         f"'MemberSid', CASE WHEN {group} THEN {g('ut_id')} END",
+        f"'MemberName', CASE WHEN {group} THEN {g('ut_name')} END",
         f"'SubjectUserName', CASE WHEN {subject} THEN {g('u_name')} END",
         f"'SubjectDomainName', CASE WHEN {subject} THEN {g('u_domain')} END",
         f"'SubjectUserSid', CASE WHEN {subject} THEN {g('u_id')} END",

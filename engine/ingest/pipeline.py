@@ -209,6 +209,7 @@ def ingest(
                     for e in entries]
     if case.unordered_events():
         case.reorder()
+    _name_members(case)
     _refresh_fields(case)
     report.seconds = time.perf_counter() - started
     return report
@@ -615,6 +616,30 @@ def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: list[list[obj
     con.register("_rows", arrow)
     con.execute(f"INSERT INTO {table} SELECT * FROM _rows")
     con.unregister("_rows")
+
+
+def _name_members(case: Case) -> None:
+    """A local account added to a group is logged by SID alone (MemberName "-"). Where another event
+    of the case pairs that SID with an account name (its 4720, a logon), the member is named so:
+    `user:support_tmp` then finds the 4732 that made it an administrator."""
+    con = case.con
+    if not con.execute("SELECT count(*) FROM events WHERE member_sid IS NOT NULL AND member_name IS NULL"
+                       ).fetchall()[0][0]:
+        return
+    with case.transaction():
+        con.execute("""
+            UPDATE events SET member_name = m.name
+            FROM (SELECT sid, arg_max(name, n) AS name FROM (
+                    SELECT sid, name, count(*) AS n FROM (
+                        SELECT target_sid AS sid, target_user AS name FROM events
+                        WHERE target_sid IS NOT NULL AND target_user IS NOT NULL
+                        UNION ALL
+                        SELECT subject_sid, subject_user FROM events
+                        WHERE subject_sid IS NOT NULL AND subject_user IS NOT NULL)
+                    WHERE sid IN (SELECT member_sid FROM events WHERE member_name IS NULL)
+                    GROUP BY ALL)
+                  GROUP BY sid) m
+            WHERE events.member_name IS NULL AND events.member_sid = m.sid""")
 
 
 def _refresh_fields(case: Case) -> None:

@@ -80,10 +80,13 @@ def build_entries(d: dict[str, Any], *, local_time: bool = False, tag: str | Non
     if fields:
         entries.append(Entry("event data", [""], section=True))
         object_type = next((to_str(v) for n, v in fields if str(n).lower() == "objecttype"), None)
+        # The process an access mask was to: its lsass note belongs on lsass only.
+        target = next((to_str(v) for n, v in fields if str(n).lower() in ("targetimage", "objectname")), None)
         for fname, value in fields:
             text = _value_text(value)
             try:
-                decoded = decode_field(str(fname), value, event_id=eid, channel=channel, object_type=object_type)
+                decoded = decode_field(str(fname), value, event_id=eid, channel=channel, object_type=object_type,
+                                       target=target)
             except Exception:  # a decoder must never break the pane
                 decoded = None
             entries.append(Entry(escape(fname, 64), escape_lines(text, DETAIL_LIMIT) or [""], decoded, text))

@@ -1,0 +1,88 @@
+"""The summary, user and process of a timeline row name the right actor and target for each kind of
+event (domain.md §1): a wrong one sends a responder after the wrong account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.summary import process_of, summarise, user_of
+
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+RCM = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
+LSM = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
+RDP_CORE = "Microsoft-Windows-RemoteDesktopServices-RdpCoreTS/Operational"
+
+
+def row(channel: str, event_id: int, **cols: Any) -> dict[str, Any]:
+    return {"channel": channel, "event_id": event_id, **cols}
+
+
+SUBJECT = {"subject_domain": "CORP", "subject_user": "adm_jdoe"}
+
+# (row, summary, user column)
+CASES: list[tuple[dict[str, Any], str, str]] = [
+    (row("Security", 4624, target_domain="CORP", target_user="alice", subject_user="WS07$", logon_type=10,
+         auth_package="Negotiate", src_ip="10.0.0.66", workstation="KALI"),
+     "CORP\\alice  type 10 RemoteInteractive  Negotiate  from 10.0.0.66 (KALI)", "CORP\\alice"),
+    (row("Security", 4776, target_user="alice", workstation="KALI", status=0xC000006A),
+     "alice  from KALI  0xc000006a user name correct, password wrong", "alice"),
+    (row(RCM, 1149, target_domain="CORP", target_user="alice", src_ip="10.0.0.66"),
+     "RDP network authentication succeeded  CORP\\alice  from 10.0.0.66", "CORP\\alice"),
+    (row(LSM, 23, target_domain="CORP", target_user="alice"), "RDP session logoff  CORP\\alice", "CORP\\alice"),
+    (row("Security", 4778, target_domain="THESHIRE", target_user="pgustavo", src_ip="1.2.3.4",
+         workstation="robertos-mbp"),
+     "RDP session reconnected  THESHIRE\\pgustavo  from 1.2.3.4 (robertos-mbp)", "THESHIRE\\pgustavo"),
+    # Group membership: the member is the account concerned, the group is where it went.
+    (row("Security", 4732, **SUBJECT, target_domain="Builtin", target_user="Administrators",
+         member_name="support_tmp", member_sid="S-1-5-21-1-2-3-1001"),
+     "CORP\\adm_jdoe added support_tmp to Builtin\\Administrators", "support_tmp"),
+    (row("Security", 4733, **SUBJECT, target_domain="Builtin", target_user="Administrators",
+         member_sid="S-1-5-21-1-2-3-1001"),
+     "CORP\\adm_jdoe removed S-1-5-21-1-2-3-1001 from Builtin\\Administrators", "S-1-5-21-1-2-3-1001"),
+    (row("Security", 4720, **SUBJECT, target_domain="FS01", target_user="support_tmp"),
+     "CORP\\adm_jdoe created FS01\\support_tmp", "FS01\\support_tmp"),
+    (row("Security", 4740, subject_domain="CORP", subject_user="DC01$", target_domain="CORP", target_user="bob"),
+     "CORP\\bob locked out", "CORP\\bob"),
+    # Services: what they run is the ImagePath, carried as the command line.
+    (row("System", 7045, service_name="PSEXESVC", command_line="%SystemRoot%\\PSEXESVC.exe"),
+     "service PSEXESVC  %SystemRoot%\\PSEXESVC.exe", ""),
+    (row("Security", 5140, **SUBJECT, src_ip="10.0.1.107", object_name="\\\\*\\ADMIN$"),
+     "CORP\\adm_jdoe  from 10.0.1.107 → \\\\*\\ADMIN$", "CORP\\adm_jdoe"),
+    (row(SYSMON, 22, process_image="C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+         dst_host="cdn-update.example.net", subject_domain="CORP", subject_user="alice"),
+     "powershell.exe → DNS cdn-update.example.net", "CORP\\alice"),
+    (row(SYSMON, 10, process_image="C:\\Windows\\System32\\rundll32.exe",
+         target_image="C:\\Windows\\system32\\lsass.exe", granted_access=0x1410, subject_domain="CORP",
+         subject_user="alice"),
+     "rundll32.exe → lsass.exe 0x1410", "CORP\\alice"),
+    (row("Security", 4688, process_image="C:\\Windows\\System32\\whoami.exe", command_line="whoami /all",
+         parent_image="C:\\Windows\\System32\\cmd.exe", **SUBJECT),
+     "cmd.exe → whoami.exe /all", "CORP\\adm_jdoe"),
+    # Log clearing: only Security 1102 and System 104 from the Eventlog provider.
+    (row("Security", 1102, **SUBJECT, provider="Microsoft-Windows-Eventlog"),
+     "Security log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
+    (row("System", 104, **SUBJECT, provider="Microsoft-Windows-Eventlog"),
+     "event log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
+]
+
+
+@pytest.mark.parametrize(("event", "summary", "user"), CASES,
+                         ids=[f"{c[0]['channel'].rsplit('-', 1)[-1]}-{c[0]['event_id']}" for c in CASES])
+def test_the_summary_and_user_name_the_right_accounts(event: dict[str, Any], summary: str, user: str) -> None:
+    assert summarise(event) == summary
+    assert user_of(event) == user
+
+
+@pytest.mark.parametrize("event", [
+    row(RDP_CORE, 104, provider="Microsoft-Windows-RemoteDesktopServices-RdpCoreTS"),
+    row("Application", 1102),
+])
+def test_an_event_that_only_shares_a_log_clearing_number_is_not_called_log_clearing(event: dict[str, Any]) -> None:
+    assert "cleared" not in summarise(event)
+
+
+def test_the_process_column_is_the_image_file_name() -> None:
+    assert process_of({"process_image": "C:\\Windows\\System32\\cmd.exe"}) == "cmd.exe"
+    assert process_of({}) == ""
