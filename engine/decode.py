@@ -116,7 +116,7 @@ KERBEROS_ENCRYPTION: Final[Mapping[int, str]] = MappingProxyType(
         0x3: "DES-CBC-MD5",
         0x11: "AES128-CTS-HMAC-SHA1-96",
         0x12: "AES256-CTS-HMAC-SHA1-96",
-        0x17: "RC4-HMAC (RC4 ticket: Kerberoasting signal)",
+        0x17: "RC4-HMAC (weak: RC4 where AES is expected)",
         0x18: "RC4-HMAC-EXP",
         0xFFFFFFFF: "none: failure event, no ticket issued",
     }
@@ -259,7 +259,7 @@ WELL_KNOWN_RIDS: Final[Mapping[int, str]] = MappingProxyType(
         502: "krbtgt",
         503: "DefaultAccount",
         512: "Domain Admins",
-        513: "Domain Users",
+        513: "Domain Users (under a machine's own SID: None)",
         514: "Domain Guests",
         515: "Domain Computers",
         516: "Domain Controllers",
@@ -577,10 +577,14 @@ def kerberos_status(value: object) -> str | None:
     return None if number is None else KERBEROS_STATUS.get(number)
 
 
-def kerberos_encryption(value: object) -> str | None:
-    """``0x17`` → RC4-HMAC (Kerberoasting signal)."""
+def kerberos_encryption(value: object, *, service_ticket: bool = False) -> str | None:
+    """``0x17`` → RC4-HMAC; on a service ticket (4769) that is the Kerberoasting signal, while an RC4
+    TGT (4768) only says the account or client still allows RC4."""
     number = _parse_code(value)
-    return None if number is None else KERBEROS_ENCRYPTION.get(number)
+    text = None if number is None else KERBEROS_ENCRYPTION.get(number)
+    if text is not None and number == 0x17 and service_ticket:
+        text += "; an RC4 service ticket: Kerberoasting signal"
+    return text
 
 
 def percent_string(value: object) -> str | None:
@@ -768,7 +772,7 @@ def decode_field(
     if field == "integritylevel":
         return None  # Sysmon writes the level by name already
     if field == "ticketencryptiontype":
-        return kerberos_encryption(value)
+        return kerberos_encryption(value, service_ticket=eid == 4769)
     if field == "privilegelist":
         return privileges(value)
     if field.endswith("logonid"):

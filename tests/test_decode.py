@@ -214,11 +214,17 @@ def test_kerberos_status_unknown_code_reads_as_none() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "fragment"),
-    [("0x17", "RC4-HMAC"), ("0x12", "AES256"), ("0x11", "AES128"), (23, "Kerberoasting")],
+    [("0x17", "RC4-HMAC"), ("0x12", "AES256"), ("0x11", "AES128"), (23, "RC4")],
 )
 def test_ticket_encryption_type_reads_as_cipher(raw: object, fragment: str) -> None:
     result = kerberos_encryption(raw)
     assert result is not None and fragment in result
+
+
+def test_rc4_is_a_kerberoasting_signal_on_a_service_ticket_only() -> None:
+    assert "Kerberoasting" in (decode_field("TicketEncryptionType", "0x17", event_id=4769) or "")
+    assert "Kerberoasting" not in (decode_field("TicketEncryptionType", "0x17", event_id=4768) or "x")
+    assert "Kerberoasting" not in (decode_field("TicketEncryptionType", "0x12", event_id=4769) or "x")
 
 
 def test_status_on_kerberos_events_uses_the_kerberos_table() -> None:
