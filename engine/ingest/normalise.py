@@ -243,10 +243,12 @@ def _hot_columns(d: Get) -> str:
 
 # Hot fields of shapes whose event data is built into `data`: one more extraction, from it.
 _DATA = _Paths("H", {k: f'$."{k}"' for k in DATA_KEYS})
+# The fields EVTX keeps in UserData for some events, read from `data` (see USER_DATA_KEYS).
+_USER_DATA = _Paths("U", {k: f'$."{k}"' for k in sorted(USER_DATA_KEYS)})
 
 
 def _shape_select(shape: str, source: str, extract: str, system: dict[str, str], d: Get | None,
-                  data: str, doc_is: str) -> str:
+                  data: str, doc_is: str, data_paths: _Paths | None = None) -> str:
     """One shape's rows: system columns from `system`, then the hot columns, `data` and `doc_is`.
 
     `doc_is` says where the original document is stored: 'raw' (kept beside `data`), or 'data'
@@ -265,6 +267,10 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     if d is None:
         inner = f"(SELECT *, {_DATA.extract('data')} FROM {inner})"
         d = _DATA.get
+    elif data_paths is not None:
+        # Fields some events keep in `data`: one parse of it, and only where there is one.
+        listed = data_paths.extract("data").removesuffix(f" AS {data_paths.column}")
+        inner = f"(SELECT *, CASE WHEN data IS NOT NULL THEN {listed} END AS {data_paths.column} FROM {inner})"
     # The event-data field names, for the filter language's catalogue. Listed here, in the
     # parallel scan of the batch, rather than by a later pass over the stored documents. A document
     # that is its own event data had its keys listed when it was classified.
@@ -318,11 +324,11 @@ def _evtx_select(source: str) -> str:
     }
 
     def d(key: str) -> str:
-        return (f"coalesce({g('d.' + key)}, json_extract_string(data, '$.\"{key}\"'))" if key in USER_DATA_KEYS
+        return (f"coalesce({g('d.' + key)}, {_USER_DATA.get(key)})" if key in USER_DATA_KEYS
                 else g("d." + key))
 
     data = f"CASE WHEN {g('user_data')} IS NOT NULL THEN coalesce({user_data}, {g('user_data')}) END"
-    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw")
+    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw", _USER_DATA)
 
 
 # ---------------------------------------------------------------------------------------------------
