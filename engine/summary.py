@@ -56,6 +56,10 @@ _ACCOUNT_VERBS = {4720: "created", 4722: "enabled", 4723: "changed the password 
                   4781: "renamed"}
 
 
+_RDP_STEPS = {1149: "RDP authenticated", 21: "RDP logon", 22: "RDP shell start", 23: "RDP logoff",
+              24: "RDP disconnected", 25: "RDP reconnected", 4778: "RDP reconnected", 4779: "RDP disconnected"}
+
+
 def _rdp(channel: str, eid: object) -> bool:
     return ((channel == RDP_CHANNELS[0] and eid == 1149) or (channel == RDP_CHANNELS[1] and eid in (21, 22, 23, 24, 25))
             or (channel == "Security" and eid in (4778, 4779)))
@@ -89,8 +93,9 @@ def summarise(row: Mapping[str, Any]) -> str:
         return "  ".join(parts)
     if _rdp(channel, eid):
         # Who connected, from where; the event's name says which step of the RDP session it is.
-        parts = [decode.event_name(channel, eid) or "RDP", _account(g("target_domain"), g("target_user")),
-                 _from(g("src_ip"), g("workstation"))]
+        # The account and the client first: the timeline's summary column is narrow at 80 columns.
+        parts = [_account(g("target_domain"), g("target_user")), _from(g("src_ip"), g("workstation")),
+                 _RDP_STEPS.get(eid, "RDP")]
         return "  ".join(p for p in parts if p)
     if channel == "Security" and eid in _GROUP_MEMBER_EVENTS:
         verb = "removed" if eid in (4729, 4733, 4747, 4752, 4757, 4762) else "added"
