@@ -286,9 +286,11 @@ class Compiler:
     def _one(self, t: Term, col: str, typ: str, value: str) -> tuple[str, list[Any]]:
         ref = f"e.{col}"
         if typ in _NUMERIC:
-            # Access masks are written in hex everywhere (0x1410); 1410 means the same.
-            number = _parse_number(value if col != "granted_access" or value.lower().startswith("0x")
-                                   else "0x" + value)
+            if col == "granted_access" and not value.strip().lower().startswith("0x"):
+                # Masks are written in hex everywhere (0x1410): a bare 1410 is ambiguous, not a guess.
+                raise FilterError(f'{t.field}: access masks are hex: write 0x{value.strip()} (or the decimal value '
+                                  'as hex)', t.position, t.text)
+            number = _parse_number(value)
             if number is None:
                 raise FilterError(f'{t.field}: "{value}" is not a number (decimal or 0x hex, 64-bit)',
                                       t.position, t.text)
@@ -310,7 +312,7 @@ class Compiler:
             domain, _, user = value.rpartition("\\")
             domain_col = USER_DOMAIN[col]
             if domain_col is None:
-                return f"lower({ref}) = lower(?)", [user]
+                return "FALSE", []  # a group member's name carries no domain to compare
             return f"(lower({ref}) = lower(?) AND lower(e.{domain_col}) = lower(?))", [user, domain]
         return f"lower({ref}) = lower(?)", [value]
 
@@ -336,9 +338,11 @@ class Compiler:
                     params += [path, path, value]
                     number = _parse_number(value)
                     if number is not None:
-                        # The same number written the other way (ProcessId 3148 is 0xc4c in 4688).
-                        ors.append(f"try_cast({expr} AS HUGEINT) = ?")
-                        params += [path, path, number]
+                        # The same integer written the other way (ProcessId 3148 is 0xc4c in 4688);
+                        # only whole numbers, which a cast would otherwise round ("12.5" → 13).
+                        ors.append(f"CASE WHEN regexp_full_match(trim({expr}), '(?i)0x[0-9a-f]+|[0-9]+') "
+                                   f"THEN try_cast(trim({expr}) AS HUGEINT) = ? END")
+                        params += [path, path, path, path, number]
         return f"e.eid IN (SELECT d.eid {DOCUMENTS} ({' OR '.join(ors)}))", params
 
     def _anywhere(self, value: str) -> tuple[str, list[Any]]:

@@ -67,7 +67,7 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("script_part", "INTEGER", "PowerShell MessageNumber"),
     ("script_parts", "INTEGER", "PowerShell MessageTotal"),
     ("script_text", "VARCHAR", "PowerShell ScriptBlockText"),
-    # Added in schema 2 (existing cases get them empty for events ingested before).
+    # Added in schema 2.
     ("member_name", "VARCHAR", "group events: the member added or removed (MemberName's CN, or the "
                                "name another event of the case gives its MemberSid)"),
     ("member_sid", "VARCHAR", "group events: MemberSid"),

@@ -92,10 +92,10 @@ def summarise(row: Mapping[str, Any]) -> str:
                 parts.append(f"{_hex(code)} {decode.ntstatus(code) or ''}".strip())
         return "  ".join(parts)
     if _rdp(channel, eid):
-        # Who connected, from where; the event's name says which step of the RDP session it is.
-        # The account and the client first: the timeline's summary column is narrow at 80 columns.
+        # Who connected and from where first, then which step of the RDP session this is: the
+        # timeline's summary column is narrow at 80 columns.
         parts = [_account(g("target_domain"), g("target_user")), _from(g("src_ip"), g("workstation")),
-                 _RDP_STEPS.get(eid, "RDP")]
+                 _RDP_STEPS.get(eid if isinstance(eid, int) else -1, "RDP")]
         return "  ".join(p for p in parts if p)
     if channel == "Security" and eid in _GROUP_MEMBER_EVENTS:
         verb = "removed" if eid in (4729, 4733, 4747, 4752, 4757, 4762) else "added"
@@ -103,8 +103,10 @@ def summarise(row: Mapping[str, Any]) -> str:
         return (f"{_account(g('subject_domain'), g('subject_user')) or '?'} {verb} {member} "
                 f"{'to' if verb == 'added' else 'from'} {_account(g('target_domain'), g('target_user'))}")
     if channel == "Security" and eid == 4740:
-        # The subject of a lockout is the machine that logged it, not someone who acted.
-        return f"{_account(g('target_domain'), g('target_user')) or g('target_sid') or '?'} locked out"
+        # The subject is the machine that logged the lockout, and TargetDomainName there is the
+        # caller computer (where the bad passwords came from), not the account's domain.
+        caller = f"  (caller {g('target_domain')})" if g("target_domain") else ""
+        return f"{g('target_user') or g('target_sid') or '?'} locked out{caller}"
     if channel == "Security" and eid in _ACCOUNT_VERBS:
         return (f"{_account(g('subject_domain'), g('subject_user')) or '?'} {_ACCOUNT_VERBS[eid]} "
                 f"{_account(g('target_domain'), g('target_user')) or g('target_sid') or '?'}")
@@ -165,6 +167,8 @@ def user_of(row: Mapping[str, Any]) -> str:
     group), or else the one acting."""
     if row.get("member_name") or row.get("member_sid"):
         return str(row.get("member_name") or row.get("member_sid"))
+    if row.get("channel") == "Security" and row.get("event_id") == 4740 and row.get("target_user"):
+        return str(row["target_user"])  # its TargetDomainName is the caller computer
     return _account(row.get("target_domain"), row.get("target_user")) or _account(
         row.get("subject_domain"), row.get("subject_user"))
 

@@ -226,23 +226,21 @@ def test_a_failed_transaction_is_rolled_back(tmp_path: Path) -> None:
         assert case.cursor().execute("SELECT count(*) FROM saved_filters").fetchall()[0][0] == 0
 
 
-def test_a_case_of_the_previous_schema_is_upgraded_when_opened_and_keeps_its_events(tmp_path: Path) -> None:
+def test_a_case_of_an_older_schema_is_refused_untouched_with_how_to_rebuild_it(tmp_path: Path) -> None:
+    import hashlib
+
     case_path = tmp_path / "case.duckdb"
-    ingest_into(case_path, [write_jsonl(tmp_path / "a.jsonl", [doc(1, "2021-01-01T00:00:00Z")])])
+    evidence = write_jsonl(tmp_path / "a.jsonl", [doc(1, "2021-01-01T00:00:00Z")])
+    ingest_into(case_path, [evidence])
     con = duckdb.connect(str(case_path))
     con.execute("ALTER TABLE events DROP COLUMN member_sid")
     con.execute("ALTER TABLE events DROP COLUMN member_name")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.close()
-    with Case(case_path, read_only=True) as old:
-        assert old.needs_repair()
-    with Case(case_path) as case:
-        assert case.schema_version() == SCHEMA_VERSION
-        assert case.con.execute("SELECT record_id, member_name FROM events").fetchall() == [(1, None)]
-    # Later ingests fill the new columns.
-    ingest_into(case_path, [write_jsonl(tmp_path / "b.jsonl", [evtx_doc(2, 4732, "2021-01-02T00:00:00Z", data={
-        "MemberName": "CN=bob,DC=corp", "TargetUserName": "Administrators"})])])
-    rows = assert_dense_and_ordered(case_path)
-    assert [r[4] for r in rows] == [1, 2]
-    with Case(case_path, read_only=True) as case:
-        assert case.con.execute("SELECT member_name FROM events WHERE record_id = 2").fetchall() == [("bob",)]
+    before = hashlib.sha256(case_path.read_bytes()).hexdigest()
+    for read_only in (True, False):
+        with pytest.raises(CaseError) as info:
+            Case(case_path, read_only=read_only)
+        assert "older ashiato (schema 1" in str(info.value)
+        assert f"ashiato ingest new-case.duckdb {evidence}" in str(info.value)
+    assert hashlib.sha256(case_path.read_bytes()).hexdigest() == before

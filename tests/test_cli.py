@@ -147,9 +147,10 @@ def test_a_full_text_query_at_a_terminal_shows_progress_on_stderr_and_the_same_r
         case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     _, piped, _ = run(capsys, "query", str(case), "whoami", "--format", "jsonl")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    code, out, _ = run(capsys, "query", str(case), "whoami", "--format", "jsonl")
+    code, out, err = run(capsys, "query", str(case), "whoami", "--format", "jsonl")
     assert code == 0
     assert out == piped and [json.loads(line)["record_id"] for line in out.splitlines()] == [4]
+    assert "searching every field" in err
 
 
 def test_an_interrupted_query_says_so_without_the_ingest_advice(case: Path, capsys: pytest.CaptureFixture[str],
@@ -320,6 +321,20 @@ def test_a_filter_that_starts_with_an_exclusion_is_taken_as_the_filter(case: Pat
     assert [json.loads(line)["record_id"] for line in out.splitlines()] == [2, 4]
     code, out, _ = run(capsys, "query", str(case), "--format", "jsonl", "-eid:4624 -eid:4625")
     assert code == 0 and [json.loads(line)["record_id"] for line in out.splitlines()] == [4]
+    # -h… would be --help, -o… export's output: the filter words are set aside before options are read.
+    code, out, err = run(capsys, "query", str(case), "-host:nowhere", "--format", "jsonl")
+    assert code == 0 and len(out.splitlines()) == 4, err
     with pytest.raises(SystemExit) as exited:
         main(["query", str(case), "--no-such-option"])
     assert exited.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_an_export_filter_that_starts_with_an_exclusion_is_not_taken_for_an_output_file(
+        case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "export", str(case), "-o", str(out), "--format", "jsonl", "-object_name:x",
+                       "-eid:4624")
+    assert code == 0, err
+    assert sorted(json.loads(line)["record_id"] for line in out.read_text().splitlines()) == [2, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.jsonl", "events.jsonl", "case.duckdb"])

@@ -113,7 +113,7 @@ CASES: list[tuple[str, set[int]]] = [
     ("substatus:0xC000006A", {3}),
     ("granted_access:0x1010", {6}),
     ("access:>=0x1000", {6}),
-    ("access:1010", {6}),
+
     ("target_logon_id:999", {1}),
     ("logon_id:0x3e7", {1}),
     ("logon_id:0x1f2e3", {4, 5}),
@@ -263,6 +263,12 @@ def test_a_time_split_from_its_date_by_a_space_is_an_error_that_shows_the_fix(te
     key = text.split(":", 1)[0]
     assert f"write {key}:2020-09-20T10:00" in str(info.value)
     assert info.value.position == text.index("10:00")
+
+
+def test_a_bare_access_mask_is_refused_as_ambiguous() -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter("access:1410")
+    assert "access masks are hex: write 0x1410" in str(info.value)
 
 
 def test_a_quoted_time_with_a_space_is_fine(filter_case: Case) -> None:

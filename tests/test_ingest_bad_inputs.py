@@ -18,6 +18,7 @@ import pytest
 from conftest import CORPUS, SYSMON, evtx_doc, ingest_into, nxlog_doc, write_jsonl
 
 from engine import Case
+from engine.ingest import ingest
 
 CHAINSAW_EVTX = CORPUS / "evtx/chainsaw/tests/evtx/security_sample.evtx"
 SIGMA_EVTX = CORPUS / ("evtx/sigma-regression/rules/windows/file/file_event/file_event_win_anydesk_artefact/"
@@ -559,3 +560,24 @@ def test_local_time_marked_as_utc_is_shifted_by_the_offset_sysmon_shows_on_the_s
     assert res.records == 3 and res.skipped == 0
     notes = [p.message for p in res.problems]
     assert len(notes) == 1 and notes[0].startswith("1 events of other are timed by TimeCreated as written")
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 50_000])
+def test_an_offset_shown_only_by_a_later_batch_still_shifts_the_events_before_it(tmp_path: Path,
+                                                                                  batch_rows: int) -> None:
+    lines = [
+        _created_local(1, 4688, "2020-10-23T02:30:00.000Z"),
+        _created_local(2, 4624, "2020-10-23T02:31:00.000Z"),
+        _created_local(3, 1, "2020-10-23T02:36:43.547Z", UtcTime="2020-10-23 06:36:43.542", ProcessId="9260"),
+        _created_local(4, 4689, "2020-10-23T02:40:00.000Z"),
+        _created_local(5, 4624, "2020-10-23T02:41:00.000Z", host="OTHER"),
+    ]
+    # A JSON array: read whole, split into batches of batch_rows documents.
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(lines))
+    with Case(tmp_path / "case.duckdb") as case:
+        report = ingest(case, [path], batch_rows=batch_rows)
+        got = dict(case.con.execute("SELECT record_id, strftime(ts, '%H:%M') FROM events").fetchall())
+    assert got == {1: "06:30", 2: "06:31", 3: "06:36", 4: "06:40", 5: "02:41"}
+    notes = [p.message for p in report.files[0].problems]
+    assert len(notes) == 1 and notes[0].startswith("1 events of other are timed by TimeCreated")

@@ -575,5 +575,6 @@ def test_sysmon_10_is_attributed_to_the_source_user_when_sysmon_logs_one(corpus_
         FROM events e JOIN event_data d USING (eid)
         WHERE e.channel = ? AND e.event_id = 10
           AND json_extract_string(d.raw, '$.Event.EventData.SourceUser') IS NOT NULL""", [SYSMON]).fetchall()
+    assert rows
     for domain, user, source_user in rows:
         assert f"{domain}\\{user}" == source_user

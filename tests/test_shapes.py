@@ -143,7 +143,7 @@ def test_integers_with_surrounding_tabs_or_line_breaks_still_parse(tmp_path: Pat
 
 
 @pytest.mark.parametrize(("user", "expected"), [
-    ("CORP\\bob", ("bob", "CORP")), ("SYSTEM", ("SYSTEM", None)), ("", (None, None))])
+    ("CORP\\bob", ("bob", "CORP")), ("SYSTEM", ("SYSTEM", None)), ("", (None, None)), ("-", (None, None))])
 def test_a_sysmon_user_without_a_domain_is_still_the_subject_user(tmp_path: Path, user: str,
                                                                    expected: tuple[str | None, str | None]) -> None:
     from conftest import evtx_doc, write_jsonl

@@ -43,8 +43,8 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
      "CORP\\adm_jdoe removed S-1-5-21-1-2-3-1001 from Builtin\\Administrators", "S-1-5-21-1-2-3-1001"),
     (row("Security", 4720, **SUBJECT, target_domain="FS01", target_user="support_tmp"),
      "CORP\\adm_jdoe created FS01\\support_tmp", "FS01\\support_tmp"),
-    (row("Security", 4740, subject_domain="CORP", subject_user="DC01$", target_domain="CORP", target_user="bob"),
-     "CORP\\bob locked out", "CORP\\bob"),
+    (row("Security", 4740, subject_domain="CORP", subject_user="DC01$", target_domain="KALI", target_user="bob"),
+     "bob locked out  (caller KALI)", "bob"),
     # Services: what they run is the ImagePath, carried as the command line.
     (row("System", 7045, service_name="PSEXESVC", command_line="%SystemRoot%\\PSEXESVC.exe"),
      "service PSEXESVC  %SystemRoot%\\PSEXESVC.exe", ""),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import sys
 import time
@@ -25,7 +26,7 @@ def _out_format(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="ashiato",
+        prog="ashiato", allow_abbrev=False,
         description="Follow an attacker's footprints through Windows event logs. "
                     "`ashiato CASE.duckdb` opens a case; `ashiato FILES/DIRS…` ingests them into "
                     f"./{DEFAULT_CASE} and opens it.")
@@ -76,13 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] not in SUBCOMMANDS and not args_list[0].startswith("-"):
         return _open_tui(args_list)
     ap = build_parser()
-    args, extra = ap.parse_known_args(args_list)
-    # A filter may start with an exclusion (`-eid:4624 user:bob`), which argparse takes for an
-    # unknown option: such words are the filter's.
-    if extra and args.command in ("query", "export") and not any(x.startswith("--") for x in extra):
-        args.filter = " ".join([*extra, args.filter] if args.filter else extra)
-    elif extra:
-        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    # A filter may start with an exclusion (`-eid:4624 user:bob`, `-host:WS01`), which argparse
+    # would take for an option (`-h…` for --help): such words are the filter's, set aside first.
+    excluded: list[str] = []
+    if args_list and args_list[0] in ("query", "export"):
+        excluded = [a for a in args_list[1:] if _EXCLUSION.match(a)]
+        args_list = [a for a in args_list if not _EXCLUSION.match(a)]
+    args = ap.parse_args(args_list)
+    if excluded:
+        args.filter = " ".join([*excluded, args.filter] if args.filter else excluded)
     if args.command is None:
         ap.print_help()
         return 0
@@ -103,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 isinstance(exc, RuntimeError) and "Query interrupted" in str(exc)):
             return _interrupted(args.command)
         raise
+
+
+_EXCLUSION = re.compile(r"-[A-Za-z_@][\w.@]*:")
 
 
 class _UserError(Exception):

@@ -148,7 +148,7 @@ def _hot_columns(d: Get) -> str:
     # Sysmon's User (SourceUser on 8 and 10, Sysmon 13 on) is DOMAIN\user; a bare name (no domain)
     # is still the user.
     sysmon_account = f"coalesce({user}, {d('SourceUser')})"
-    sysmon_user = f"CASE WHEN {sysmon} THEN nullif(string_split({sysmon_account}, '\\')[-1], '') END"
+    sysmon_user = f"CASE WHEN {sysmon} THEN {_dash_null(f'string_split({sysmon_account}, chr(92))[-1]')} END"
     sysmon_domain = (f"CASE WHEN {sysmon} AND contains({sysmon_account}, '\\') "
                      f"THEN string_split({sysmon_account}, '\\')[1] END")
     # RDP: who connected from where (domain.md §1). 1149 names the account in Param1/Param2 and the

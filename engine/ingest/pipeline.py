@@ -368,6 +368,10 @@ class _Writer(threading.Thread):
                 elif kind == "end":
                     assert f is not None
                     self._begin()
+                    if f.unzoned:
+                        # Its last batches may still be waiting, and may show the offset.
+                        self._flush()
+                        self._shift_late(f)
                     self._group.append(f)
                     if (self._group_rows + self._pending_rows >= GROUP_ROWS
                             or self._group_bytes + self._pending_bytes >= GROUP_BYTES
@@ -517,6 +521,24 @@ class _Writer(threading.Thread):
                 "SELECT source_id, coalesce(lower(host), ''), count(*) FROM _norm WHERE zoneless GROUP BY ALL"
         ).fetchall():
             files[sid].unzoned[host] = files[sid].unzoned.get(host, 0) + int(n)
+        if any(f.unzoned for f in files.values()):
+            # Remembered until the file ends: a later batch may still show the offset (_shift_late).
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS _unzoned (source_id INTEGER, host VARCHAR, eid BIGINT)")
+            con.execute("INSERT INTO _unzoned SELECT source_id, coalesce(lower(host), ''), eid FROM _norm "
+                        "WHERE zoneless")
+
+    def _shift_late(self, f: _File) -> None:
+        """At the end of a file: shift the events stored before the batch that showed their host's
+        offset. They were stored unshifted, so the duplicate check compared them as written."""
+        con = self.con
+        for host in [h for h in f.unzoned if h in f.zones]:  # the offset was learned after them
+            n = con.execute("""UPDATE events SET ts = ts + to_minutes(?)
+                               WHERE eid IN (SELECT eid FROM _unzoned WHERE source_id = ? AND host = ?)""",
+                            [f.zones[host], f.source_id, host]).fetchall()[0][0]
+            f.unzoned[host] -= int(n)
+            if f.unzoned[host] <= 0:
+                del f.unzoned[host]
+        con.execute("DELETE FROM _unzoned WHERE source_id = ?", [f.source_id])
 
     def _note_bad_documents(self, files: dict[int, _File]) -> None:
         rows = self.con.execute("""
