@@ -578,3 +578,26 @@ def test_sysmon_10_is_attributed_to_the_source_user_when_sysmon_logs_one(corpus_
     assert rows
     for domain, user, source_user in rows:
         assert f"{domain}\\{user}" == source_user
+
+
+def test_every_stored_event_has_its_document_and_no_document_is_left_without_an_event(
+        corpus_case: CorpusCase) -> None:
+    cur = corpus_case.cursor()
+    assert cur.execute("SELECT count(*) FROM events e ANTI JOIN event_data d USING (eid)").fetchall()[0][0] == 0
+    assert cur.execute("SELECT count(*) FROM event_data d ANTI JOIN events e USING (eid)").fetchall()[0][0] == 0
+    assert cur.execute("SELECT count(*) - count(DISTINCT eid) FROM event_data").fetchall()[0][0] == 0
+    # An EVTX event whose data is a UserData object keeps it beside the document.
+    assert cur.execute("""SELECT count(*) FROM events e JOIN event_data d USING (eid) JOIN sources s USING (source_id)
+                          WHERE s.shape = 'evtx' AND e.event_id = 1102 AND d.data IS NOT NULL
+                            AND d.raw IS NOT NULL""").fetchall()[0][0] > 0
+
+
+def test_evtx_events_dropped_as_duplicates_leave_no_document_behind(corpus: Path, tmp_path: Path) -> None:
+    # EVTX batches store their documents straight from the batch: the duplicates must stay out.
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [corpus / SIGMA_JSON])
+        report = ingest(case, [corpus / SIGMA_EVTX])
+        assert report.duplicates > 0 and report.records == 0
+        cur = case.cursor()
+        assert cur.execute("SELECT count(*) FROM event_data d ANTI JOIN events e USING (eid)").fetchall()[0][0] == 0
+        assert cur.execute("SELECT count(*) FROM events e ANTI JOIN event_data d USING (eid)").fetchall()[0][0] == 0

@@ -434,7 +434,9 @@ class _Writer(threading.Thread):
         try:
             evtx_only = all(f.kind == "evtx" for f in files.values())
             if evtx_only:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS {_with_source(evtx_sql('_batch'))}")
+                # The documents stay in the batch: copying them into _norm cost a third of it.
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _norm AS SELECT * EXCLUDE (doc) FROM "
+                            f"({_with_source(evtx_sql('_batch'))})")
             elif not self._classify(files):
                 return
             if self.dedupe:
@@ -445,10 +447,19 @@ class _Writer(threading.Thread):
             # No ORDER BY: _norm keeps the batch's order (eid order, but across shapes of a mixed
             # batch), and sorting the documents cost a copy of them. `events` is ordered afterwards.
             con.execute(f"INSERT INTO events ({_INSERT_COLUMNS}) SELECT {_SELECT_COLUMNS} FROM _norm")
-            con.execute("""INSERT INTO event_data
-                SELECT eid, CASE WHEN doc_is = 'data' THEN doc ELSE data END,
-                       CASE WHEN doc_is = 'raw' THEN doc END
-                FROM _norm""")
+            if evtx_only:
+                # Each stored event's document, from the batch; `data` (a UserData object) is rare,
+                # so the join's table holds few rows, and never the documents.
+                con.execute("""INSERT INTO event_data
+                    SELECT b.eid, u.data, b.doc
+                    FROM (SELECT (CAST(source_id AS BIGINT) << 32) | seq AS eid, doc FROM _batch) b
+                    LEFT JOIN (SELECT eid, data FROM _norm WHERE data IS NOT NULL) u ON u.eid = b.eid
+                    WHERE b.eid IN (SELECT eid FROM _norm)""")
+            else:
+                con.execute("""INSERT INTO event_data
+                    SELECT eid, CASE WHEN doc_is = 'data' THEN doc ELSE data END,
+                           CASE WHEN doc_is = 'raw' THEN doc END
+                    FROM _norm""")
             # Field names for the filter language: every event-data key, read where each shape keeps
             # it. Events of a kind share their key list, so lists are counted before unnesting. A
             # document that is its own event data had its keys listed when it was classified.
