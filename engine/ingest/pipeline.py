@@ -450,9 +450,9 @@ class _Writer(threading.Thread):
             if evtx_only:
                 # Each stored event's document, from the batch; `data` (a UserData object) is rare,
                 # so the join's table holds few rows, and never the documents.
-                con.execute("""INSERT INTO event_data
+                con.execute(f"""INSERT INTO event_data
                     SELECT b.eid, u.data, b.doc
-                    FROM (SELECT (CAST(source_id AS BIGINT) << 32) | seq AS eid, doc FROM _batch) b
+                    FROM (SELECT {_eid()} AS eid, doc FROM _batch) b
                     LEFT JOIN (SELECT eid, data FROM _norm WHERE data IS NOT NULL) u ON u.eid = b.eid
                     WHERE b.eid IN (SELECT eid FROM _norm)""")
             else:
@@ -564,8 +564,13 @@ class _Writer(threading.Thread):
             damage.skipped += n - len(where)
 
 
+def _eid(prefix: str = "") -> str:
+    """The event's id: its file's source_id in the high half, its place in the file below."""
+    return f"(CAST({prefix}source_id AS BIGINT) << 32) | {prefix}seq"
+
+
 def _with_source(sql: str) -> str:
-    return f"SELECT (CAST(n.source_id AS BIGINT) << 32) | n.seq AS eid, n.* FROM ({sql}) n"
+    return f"SELECT {_eid('n.')} AS eid, n.* FROM ({sql}) n"
 
 
 # Shapes carry an event's time at different precision (NXLog's EventTime has whole seconds), so
