@@ -70,6 +70,16 @@ def test_ingest_of_only_missing_paths_fails(tmp_path: Path, capsys: pytest.Captu
     assert f"{tmp_path / 'nope'}: no such file or directory" in err
 
 
+def test_an_empty_path_is_missing_not_the_working_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # `ashiato ingest case.duckdb "$UNSET"` must not ingest everything below the current directory.
+    write_jsonl(tmp_path / "a.jsonl", _events())
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "ingest", str(tmp_path / "case.duckdb"), "", "--quiet")
+    assert code == 2
+    assert "'': no such file or directory" in err
+
+
 def test_ingest_without_dedupe_stores_every_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write_jsonl(tmp_path / "a.jsonl", _events())
     b = write_jsonl(tmp_path / "b.jsonl", _events())

@@ -28,6 +28,10 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Evidence], l
     found: list[Evidence] = []
     missing: list[str] = []
     for raw in paths:
+        if not str(raw).strip():
+            # Path("") is the working directory: an unset shell variable must not ingest it all.
+            missing.append(repr(str(raw)))
+            continue
         p = Path(raw)
         if p.is_dir():
             for sub in sorted(x for x in p.rglob("*") if x.is_file()):
