@@ -334,6 +334,10 @@ def test_a_filter_that_starts_with_an_exclusion_is_taken_as_the_filter(case: Pat
     # -h… would be --help, -o… export's output: the filter words are set aside before options are read.
     code, out, err = run(capsys, "query", str(case), "-host:nowhere", "--format", "jsonl")
     assert code == 0 and len(out.splitlines()) == 4, err
+    # Negated bare words and quoted text too, wherever they stand among the options.
+    code, out, err = run(capsys, "query", str(case), "--limit", "10", "-whoami", "--format=jsonl", '-"user name"')
+    assert code == 0, err
+    assert [json.loads(line)["record_id"] for line in out.splitlines()] == [1, 2, 3]
     with pytest.raises(SystemExit) as exited:
         main(["query", str(case), "--no-such-option"])
     assert exited.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err

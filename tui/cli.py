@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import shutil
 import sys
 import time
@@ -81,8 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # would take for an option (`-h…` for --help): such words are the filter's, set aside first.
     excluded: list[str] = []
     if args_list and args_list[0] in ("query", "export"):
-        excluded = [a for a in args_list[1:] if _EXCLUSION.match(a)]
-        args_list = [a for a in args_list if not _EXCLUSION.match(a)]
+        args_list, excluded = _split_exclusions(args_list)
     args = ap.parse_args(args_list)
     if excluded:
         args.filter = " ".join([*excluded, args.filter] if args.filter else excluded)
@@ -108,7 +106,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-_EXCLUSION = re.compile(r"-[A-Za-z_@][\w.@]*:")
+# Options of query/export, and those that take the next word as their value.
+_OPTIONS = {"-h", "--help", "--limit", "--offset", "--columns", "--format", "-o", "--output", "--marked"}
+_TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output"}
+
+
+def _split_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Words of a query/export command line that are filter terms starting with "-" (`-eid:4624`,
+    `-mimikatz`, `-"net user"`), apart from the options and their values."""
+    kept: list[str] = []
+    terms: list[str] = []
+    value_next = False
+    for word in argv:
+        name = word.split("=", 1)[0]
+        if value_next or name in _OPTIONS or not word.startswith("-") or word == "-" or word.startswith("--"):
+            kept.append(word)
+            value_next = not value_next and name in _TAKES_VALUE and "=" not in word
+        else:
+            terms.append(word)
+            value_next = False
+    return kept, terms
 
 
 class _UserError(Exception):
