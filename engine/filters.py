@@ -53,6 +53,7 @@ TIME_KEYS = ("after", "before")
 PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "object_name"})
 # User columns and the domain column beside each: DOMAIN\user matches both, as shown in the timeline.
 USER_DOMAIN = {"target_user": "target_domain", "subject_user": "subject_domain", "member_name": None}
+GUID_COLUMNS = frozenset({"process_guid", "parent_guid", "target_guid", "logon_guid", "script_block_id"})
 # Event IDs are 16-bit: a larger number is a mistake, not a filter that silently matches nothing.
 MAX_EVENT_ID = 65535
 # Columns a bare word is looked for in, besides the original event.
@@ -230,6 +231,7 @@ class Compiler:
         parts: list[str] = []
         params: list[Any] = []
         _check_split_times(terms)
+        _check_boolean_words(terms)
         for term in terms:
             sql, p = self._term(term)
             parts.append(f"NOT coalesce({sql}, FALSE)" if term.negate else f"({sql})")
@@ -287,9 +289,12 @@ class Compiler:
         ref = f"e.{col}"
         if typ in _NUMERIC:
             if col == "granted_access" and not value.strip().lower().startswith("0x"):
-                # Masks are written in hex everywhere (0x1410): a bare 1410 is ambiguous, not a guess.
-                raise FilterError(f'{t.field}: access masks are hex: write 0x{value.strip()} (or the decimal value '
-                                  'as hex)', t.position, t.text)
+                # Masks are written in hex everywhere: 1fffff can only be hex, but 1410 could be
+                # either, so it is refused rather than guessed.
+                if re.fullmatch(r"[0-9]+", value.strip()):
+                    raise FilterError(f'{t.field}: "{value}" could be decimal or hex; access masks are written '
+                                      f'in hex: 0x{value.strip()}', t.position, t.text)
+                value = "0x" + value.strip()
             number = _parse_number(value)
             if number is None:
                 raise FilterError(f'{t.field}: "{value}" is not a number (decimal or 0x hex, 64-bit)',
@@ -306,6 +311,12 @@ class Compiler:
             return f"{ref} {t.op} ?", [value]
         if "*" in value:
             return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
+        if col in GUID_COLUMNS:
+            # Stored without braces, in lower case; the documents spell them either way.
+            return f"{ref} = ?", [value.strip().strip("{}").lower()]
+        if col == "privileges":
+            # A list of names: one of them matches.
+            return f"list_contains(string_split(lower({ref}), ' '), lower(?))", [value.strip()]
         if col in PATH_COLUMNS and "\\" not in value and "/" not in value:
             return f"(lower({ref}) = lower(?) OR ends_with(lower({ref}), '\\' || lower(?)))", [value, value]
         if col in USER_DOMAIN and "\\" in value:
@@ -365,6 +376,21 @@ class Compiler:
         sql = (f"{cols}{extra} OR e.eid IN (SELECT d.eid {DOCUMENTS} "
                f"(regexp_matches(d.raw, ?) OR regexp_matches(d.data, ?)))")
         return sql, [*params, doc_pattern, doc_pattern]
+
+
+def _check_boolean_words(terms: list[Term]) -> None:
+    """`eid:4624 OR eid:4625` and `(…)` look like boolean syntax this language does not have: as
+    search words they would silently match nothing."""
+    for t in terms:
+        if t.field is not None or t.text.lstrip("-").startswith('"'):
+            continue
+        word = t.values[0]
+        if word in ("OR", "AND", "NOT", "||", "&&"):
+            raise FilterError(f'terms are always ANDed; for "any of" write field:v1,v2, to exclude -field:v '
+                              f'(search for the word itself with "{word}" in quotes)', t.position, t.text)
+        if word.startswith("(") or word.endswith(")"):
+            raise FilterError('there are no parentheses: terms are ANDed, field:v1,v2 is "any of" '
+                              '(quote the text to search for it)', t.position, t.text)
 
 
 def _check_split_times(terms: list[Term]) -> None:

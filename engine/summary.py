@@ -76,8 +76,9 @@ def summarise(row: Mapping[str, Any]) -> str:
         if eid == 4672:
             return f"{_account(g('subject_domain'), g('subject_user'))}  privileges: {g('privileges') or ''}".strip()
         if eid == 4648:
-            return (f"{_account(g('subject_domain'), g('subject_user'))} as {who} → "
-                    f"{g('dst_host') or ''} via {_base(g('process_image'))}").strip()
+            server = " ".join(str(x) for x in (g("dst_host"), g("dst_ip") and f"({g('dst_ip')})") if x)
+            via = f" via {_base(g('process_image'))}" if g("process_image") else ""
+            return f"{_account(g('subject_domain'), g('subject_user'))} as {who} → {server or '?'}{via}"
         parts = [who]
         lt = g("logon_type")
         if lt is not None:
@@ -133,7 +134,9 @@ def summarise(row: Mapping[str, Any]) -> str:
             parts.append(f"{_hex(status)} {meaning or ''}".strip())
         return "  ".join(p for p in parts if p)
     if (channel == "Security" and eid == 4688) or (sysmon and eid == 1):
-        return f"{_base(g('parent_image')) or '?'} → {_args(g('process_image'), g('command_line'))}"
+        # Before Windows 10 a 4688 names its parent by PID only.
+        parent = _base(g("parent_image")) or (f"pid {g('parent_pid')}" if g("parent_pid") is not None else "?")
+        return f"{parent} → {_args(g('process_image'), g('command_line'))}"
     if sysmon and eid in (8, 10):
         return f"{_base(g('process_image'))} → {_base(g('target_image'))} {_hex(g('granted_access'))}".strip()
     if sysmon and eid == 3:
@@ -170,7 +173,15 @@ def user_of(row: Mapping[str, Any]) -> str:
     if row.get("channel") == "Security" and row.get("event_id") == 4740 and row.get("target_user"):
         return str(row["target_user"])  # its TargetDomainName is the caller computer
     return _account(row.get("target_domain"), row.get("target_user")) or _account(
-        row.get("subject_domain"), row.get("subject_user"))
+        row.get("subject_domain"), row.get("subject_user")) or _sid_account(row.get("user_sid"))
+
+
+def _sid_account(value: object) -> str:
+    """The event's own UserID when no account is named in its data (a service install, a script
+    block): the well-known name where there is one (SYSTEM), else the SID itself."""
+    if not value:
+        return ""
+    return decode.sid(value) or str(value)
 
 
 def process_of(row: Mapping[str, Any]) -> str:

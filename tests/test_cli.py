@@ -146,6 +146,20 @@ def test_query_table_shows_the_columns_and_the_rows(case: Path, capsys: pytest.C
     assert "2 row(s)" in err
 
 
+def test_a_query_cut_by_its_limit_says_more_events_match(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "query", str(case), "--format", "csv", "--limit", "3")
+    assert code == 0 and len(list(csv.DictReader(io.StringIO(out)))) == 3
+    assert "the first 3 matching events; more match (--limit 0 prints all, --offset 3 the next page)" in err
+    _, out, err = run(capsys, "query", str(case), "--format", "csv", "--limit", "4")
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 4 and "more match" not in err
+
+
+def test_an_unknown_column_is_an_error_even_when_nothing_matches(case: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "query", str(case), "eid:9999", "--columns", "ts,bogus")
+    assert code == 2 and "unknown column(s): bogus" in err
+
+
 def test_query_limit_and_offset_page_through_the_timeline(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "query", str(case), "--format", "jsonl", "--limit", "2", "--offset", "1")
     assert [json.loads(line)["record_id"] for line in out.splitlines()] == [2, 3]

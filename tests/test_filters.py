@@ -113,10 +113,16 @@ CASES: list[tuple[str, set[int]]] = [
     ("substatus:0xC000006A", {3}),
     ("granted_access:0x1010", {6}),
     ("access:>=0x1000", {6}),
+    ("access:1f1010,0x1010", {6}),
+    ("access:1fffff", set()),
 
     ("target_logon_id:999", {1}),
     ("logon_id:0x3e7", {1}),
     ("logon_id:0x1f2e3", {4, 5}),
+    # GUIDs as the documents spell them: braces, any case
+    ("guid:{11111111-2222-3333-4444-555555555555}", {5}),
+    ("guid:11111111-2222-3333-4444-555555555555", {5}),
+    ("process_guid:{11111111-2222-3333-4444-555555555555}", {5}),
     ("process_pid:0x2b0", {4}),
     ("pid:688", {4}),
     ("parent_pid:420", {4}),
@@ -265,10 +271,22 @@ def test_a_time_split_from_its_date_by_a_space_is_an_error_that_shows_the_fix(te
     assert info.value.position == text.index("10:00")
 
 
-def test_a_bare_access_mask_is_refused_as_ambiguous() -> None:
+def test_a_bare_access_mask_of_digits_is_refused_as_ambiguous() -> None:
     with pytest.raises(FilterError) as info:
         compile_filter("access:1410")
-    assert "access masks are hex: write 0x1410" in str(info.value)
+    assert 'could be decimal or hex; access masks are written in hex: 0x1410' in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["eid:4624 OR eid:4625", "eid:4624 AND user:bob", "(eid:4624)", "user:bob NOT"])
+def test_boolean_words_and_parentheses_are_errors_not_searches(text: str) -> None:
+    with pytest.raises(FilterError) as info:
+        compile_filter(text)
+    assert "ANDed" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ['"OR"', '-"(x)"', "or", "mimikatz.exe"])
+def test_quoted_or_lower_case_words_are_still_searches(text: str) -> None:
+    assert compile_filter(text).reads_documents
 
 
 def test_a_quoted_time_with_a_space_is_fine(filter_case: Case) -> None:
@@ -306,3 +324,15 @@ def test_field_names_of_the_case_include_original_fields(filter_case: Case) -> N
     names = set(views.field_names(filter_case.cursor()))
     assert {"TargetUserName", "ProcessId", "ProcessID", "GrantedAccess"} <= names
 
+
+
+def test_a_privilege_matches_any_name_of_the_list(tmp_path: Path) -> None:
+    doc = evtx_doc(1, 4672, "2020-09-20T10:00:00Z", data={
+        "SubjectUserName": "adm", "PrivilegeList": "SeSecurityPrivilege\r\n\t\t\tSeDebugPrivilege\r\n\t\t\tSeTcbPrivilege"})
+    case_path = tmp_path / "case.duckdb"
+    ingest_into(case_path, [write_jsonl(tmp_path / "a.jsonl", [doc])])
+    with Case(case_path) as case:
+        assert matches(case, "privileges:sedebugprivilege") == {1}
+        assert matches(case, "privileges:SeTcbPrivilege,SeBackupPrivilege") == {1}
+        assert matches(case, "privileges:SeBackupPrivilege") == set()
+        assert matches(case, "privileges:SeDebug") == set()

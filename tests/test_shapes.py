@@ -60,6 +60,9 @@ EXPECTATIONS: list[tuple[tuple[str, int], str, Any]] = [
     (("Security", 4656), "object_name", lambda d: d["ObjectName"]),
     (("System", 7045), "service_name", lambda d: d["ServiceName"]),
     (("Security", 4648), "dst_host", lambda d: d["TargetServerName"]),
+    (("Security", 4648), "dst_ip", lambda d: d["IpAddress"]),
+    (("Security", 4648), "dst_port", lambda d: int(d["IpPort"])),
+    (("Security", 4648), "src_ip", lambda d: None),
 ]
 
 FILES = {

@@ -60,6 +60,21 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
     (row("Security", 4688, process_image="C:\\Windows\\System32\\whoami.exe", command_line="whoami /all",
          parent_image="C:\\Windows\\System32\\cmd.exe", **SUBJECT),
      "cmd.exe → whoami.exe /all", "CORP\\adm_jdoe"),
+    # Before Windows 10 a 4688 names its parent by PID only.
+    (row("Security", 4688, process_image="C:\\Windows\\System32\\ipconfig.exe", command_line="ipconfig /all",
+         parent_pid=3860, **SUBJECT),
+     "pid 3860 → ipconfig.exe /all", "CORP\\adm_jdoe"),
+    # 4648: whose credentials were used against which server, and by what.
+    (row("Security", 4648, **SUBJECT, target_domain="CORP", target_user="admin", dst_host="FS01.corp.local",
+         dst_ip="10.0.1.20", process_image="C:\\Tools\\PsExec64.exe"),
+     "CORP\\adm_jdoe as CORP\\admin → FS01.corp.local (10.0.1.20) via PsExec64.exe", "CORP\\admin"),
+    (row("Security", 4648, **SUBJECT, target_user="admin", dst_ip="10.0.1.20"),
+     "CORP\\adm_jdoe as admin → (10.0.1.20)", "admin"),
+    # No account in the event data: the event's own UserID, by name when it is a well-known one.
+    (row("System", 7045, service_name="evil", command_line="cmd /c x", user_sid="S-1-5-18"),
+     "service evil  cmd /c x", "SYSTEM (LocalSystem)"),
+    (row("Microsoft-Windows-PowerShell/Operational", 4104, script_text="Invoke-Mimikatz", user_sid="S-1-5-21-1-2-3-1104"),
+     "Invoke-Mimikatz", "S-1-5-21-1-2-3-1104"),
     # Log clearing: only Security 1102 and System 104 from the Eventlog provider.
     (row("Security", 1102, **SUBJECT, provider="Microsoft-Windows-Eventlog"),
      "Security log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),

@@ -252,22 +252,29 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     from engine import views
     from engine.filters import FilterError
+    from engine.schema import EVENT_COLUMN_NAMES
 
+    columns = args.columns.split(",") if args.columns else QUERY_COLUMNS
+    unknown = [c for c in columns if c not in (*EVENT_COLUMN_NAMES, "summary", "user", "process")]
+    if unknown:
+        raise _UserError(f"unknown column(s): {', '.join(unknown)}")
     cur = _open_read_only(args.case)
+    # One row more than asked for says whether there are more, without counting them all.
+    limit = args.limit + 1 if args.limit else None
     try:
         if sys.stderr.isatty():
-            rows = _query_with_progress(views, cur, args)
+            rows = _query_with_progress(views, cur, args, limit)
         else:
-            rows = views.query(cur, args.filter, limit=args.limit or None, offset=args.offset)
+            rows = views.query(cur, args.filter, limit=limit, offset=args.offset)
     except FilterError as exc:
         raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
     except duckdb.Error as exc:
         raise _UserError(f"query failed: {exc}") from exc
-    columns = args.columns.split(",") if args.columns else QUERY_COLUMNS
-    unknown = [c for c in columns if rows and c not in rows[0]]
-    if unknown:
-        raise _UserError(f"unknown column(s): {', '.join(unknown)}")
-    _emit(rows, columns, args.format)
+    more = limit is not None and len(rows) > args.limit
+    _emit(rows[:args.limit] if more else rows, columns, args.format)
+    if more:
+        print(f"the first {args.limit} matching events; more match (--limit 0 prints all, "
+              f"--offset {args.offset + args.limit} the next page)", file=sys.stderr)
     return 0
 
 
@@ -278,7 +285,7 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
-def _query_with_progress(views: Any, cur: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _query_with_progress(views: Any, cur: Any, args: argparse.Namespace, limit: int | None) -> list[dict[str, Any]]:
     """A search of the original documents takes seconds on a large case: say how far it is."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -286,7 +293,7 @@ def _query_with_progress(views: Any, cur: Any, args: argparse.Namespace) -> list
                   TimeElapsedColumn(), TextColumn("(Ctrl-C stops)"), transient=True,
                   console=_stderr_console()) as bar:
         task = bar.add_task("search", total=1.0)
-        return views.query(cur, args.filter, limit=args.limit or None, offset=args.offset,  # type: ignore[no-any-return]
+        return views.query(cur, args.filter, limit=limit, offset=args.offset,  # type: ignore[no-any-return]
                            on_progress=lambda done: bar.update(task, completed=done))
 
 

@@ -166,6 +166,7 @@ def _hot_columns(d: Get) -> str:
     rdp_client = no_client(f"CASE WHEN {rcm} THEN {d('Param3')} WHEN {rdp} THEN {d('ClientAddress')} "
                            f"WHEN {lsm} THEN {d('Address')} END")
     service = "((channel = 'System' AND event_id = 7045) OR (channel = 'Security' AND event_id = 4697))"
+    explicit = "coalesce(channel = 'Security' AND event_id = 4648, false)"
     member = _dash_null(d("MemberName"))
     cols = {
         "utc_time": _utc(d("UtcTime")),
@@ -187,10 +188,13 @@ def _hot_columns(d: Get) -> str:
         "logon_type": _int(d("LogonType"), "SMALLINT"),
         "auth_package": _dash_null(d("AuthenticationPackageName")),
         "logon_process": _dash_null(d("LogonProcessName")),
-        "src_ip": _ip(f"coalesce({d('IpAddress')}, {d('SourceIp')}, {rdp_client})"),
-        "src_port": _int(f"coalesce({_dash_null(d('IpPort'))}, {d('SourcePort')})", "INTEGER"),
-        "dst_ip": _ip(d("DestinationIp")),
-        "dst_port": _int(d("DestinationPort"), "INTEGER"),
+        # 4648's network address is the server the credentials were used against, not a source.
+        "src_ip": _ip(f"coalesce(CASE WHEN NOT {explicit} THEN {d('IpAddress')} END, {d('SourceIp')}, {rdp_client})"),
+        "src_port": _int(f"coalesce(CASE WHEN NOT {explicit} THEN {_dash_null(d('IpPort'))} END, {d('SourcePort')})",
+                         "INTEGER"),
+        "dst_ip": _ip(f"coalesce({d('DestinationIp')}, CASE WHEN {explicit} THEN {d('IpAddress')} END)"),
+        "dst_port": _int(f"coalesce({d('DestinationPort')}, CASE WHEN {explicit} THEN {_dash_null(d('IpPort'))} END)",
+                         "INTEGER"),
         "dst_host": _dash_null(f"coalesce({d('DestinationHostname')}, {d('TargetServerName')}, "
                                f"CASE WHEN {sysmon} AND event_id = 22 THEN {d('QueryName')} END)"),
         "workstation": _dash_null(no_client(
