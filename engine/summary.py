@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import decode
-
-SYSMON = "Microsoft-Windows-Sysmon/Operational"
+from .ingest.normalise import LSM_CHANNEL, RCM_CHANNEL, SYSMON_CHANNEL
 
 
 def _base(path: object) -> str:
@@ -46,8 +45,6 @@ def _hex(v: object) -> str:
     return f"0x{int(v):x}" if isinstance(v, int) else ""
 
 
-RDP_CHANNELS = ("Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
-                "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational")
 _GROUP_MEMBER_EVENTS = frozenset({4728, 4729, 4732, 4733, 4746, 4747, 4751, 4752, 4756, 4757, 4761, 4762})
 
 
@@ -61,7 +58,7 @@ _RDP_STEPS = {1149: "RDP authenticated", 21: "RDP logon", 22: "RDP shell start",
 
 
 def _rdp(channel: str, eid: object) -> bool:
-    return ((channel == RDP_CHANNELS[0] and eid == 1149) or (channel == RDP_CHANNELS[1] and eid in (21, 22, 23, 24, 25))
+    return ((channel == RCM_CHANNEL and eid == 1149) or (channel == LSM_CHANNEL and eid in (21, 22, 23, 24, 25))
             or (channel == "Security" and eid in (4778, 4779)))
 
 
@@ -69,7 +66,7 @@ def summarise(row: Mapping[str, Any]) -> str:
     """The summary of one event row (a mapping of events columns)."""
     eid = row.get("event_id")
     channel = row.get("channel") or ""
-    sysmon = channel == SYSMON
+    sysmon = channel == SYSMON_CHANNEL
     g = row.get
     if channel == "Security" and eid in (4624, 4625, 4634, 4647, 4672, 4648):
         who = _account(g("target_domain"), g("target_user"))
