@@ -20,7 +20,7 @@ from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
-from .ingest.normalise import data_field_sql
+from .ingest.normalise import canonical_ip, data_field_sql
 from .schema import COLUMN_TYPES, EVENT_COLUMN_NAMES
 
 # alias → the columns it searches (any of them may match)
@@ -311,6 +311,10 @@ class Compiler:
             return f"{ref} {t.op} ?", [value]
         if "*" in value:
             return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
+        if col in ("src_ip", "dst_ip"):
+            # Stored in one spelling: ::1 finds 0:0:0:0:0:0:0:1, 10.0.0.5 finds ::ffff:10.0.0.5. The
+            # value as written is compared too, for cases ingested before addresses were canonical.
+            return f"lower({ref}) IN (lower(?), ?)", [value, canonical_ip(value)]
         if col in GUID_COLUMNS:
             # Stored without braces, in lower case; the documents spell them either way.
             return f"{ref} = ?", [value.strip().strip("{}").lower()]

@@ -40,7 +40,7 @@ DOCS: list[dict[str, Any]] = [
     nxlog_doc(7, 4624, "2020-09-20 06:20:00", "2020-09-20 06:20:02", "2020-09-20T10:20:02.000Z", data={
         "TargetUserName": "svc_sql", "LogonType": "2", "ProcessId": "0x24c", "ProcessID": 612}),
     evtx_doc(8, 4624, "2020-09-20T10:30:00.000000Z", host="WS01", data={
-        "TargetUserName": "o'brien", "LogonType": "10", "IpAddress": "192.168.1.20"}),
+        "TargetUserName": "o'brien", "LogonType": "10", "IpAddress": "FE80:0:0:0:3816:B2EE:1B9B:324B"}),
     evtx_doc(9, 4688, "2020-09-20T10:40:00.000000Z", host="WS01", data={
         "SubjectUserName": "bob", "NewProcessName": "C:\\Windows\\System32\\cmd.exe",
         "CommandLine": "copy 100%_done.txt x", "ProcessId": "0x2b0", "NewProcessId": "0x300"}),
@@ -87,6 +87,10 @@ CASES: list[tuple[str, set[int]]] = [
     ("host:dc01*", {1}),
     ("ip:10.0.0.5", {1}),
     ("ip:10.0.0.9", {3}),
+    # an address in any spelling finds it in every other
+    ("ip:::ffff:10.0.0.9", {3}),
+    ("ip:fe80::3816:b2ee:1b9b:324b", {8}),
+    ("ip:FE80:0000:0000:0000:3816:B2EE:1B9B:324B", {8}),
     ("image:*lsass.exe", {6}),
     ("image:*explorer.exe", {5}),
     ("image:*\\cmd.exe", {4, 5, 9}),

@@ -553,6 +553,8 @@ FIELD_RULES: list[tuple[str, tuple[int, ...], str, str, Any]] = [
     ("System", (7045,), "command_line", _EVENT_DATA + "ImagePath", lambda v: v),
     (SYSMON, (22,), "dst_host", _EVENT_DATA + "QueryName", lambda v: v),
     ("Security", (4728, 4732), "member_sid", _EVENT_DATA + "MemberSid", lambda v: None if v in (None, "-") else v),
+    # System 104 names the log that was cleared
+    ("System", (104,), "object_name", "$.Event.UserData.LogFileCleared.Channel", lambda v: v),
 ]
 
 
@@ -601,3 +603,71 @@ def test_evtx_events_dropped_as_duplicates_leave_no_document_behind(corpus: Path
         cur = case.cursor()
         assert cur.execute("SELECT count(*) FROM event_data d ANTI JOIN events e USING (eid)").fetchall()[0][0] == 0
         assert cur.execute("SELECT count(*) FROM events e ANTI JOIN event_data d USING (eid)").fetchall()[0][0] == 0
+
+
+# -- NXLog: UserData events carry their fields only in the rendered Message ---------------------------
+def _message_value(message: str, label: str) -> str:
+    for line in message.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep and name == label:
+            return value.strip()
+    raise AssertionError(f"no {label} in {message!r}")
+
+
+def test_nxlog_cleared_security_logs_name_who_cleared_them_from_the_message(corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute("""
+        SELECT e.subject_user, e.subject_domain, e.subject_sid, e.subject_logon_id,
+               json_extract_string(d.data, '$.Message')
+        FROM events e JOIN event_data d USING (eid) JOIN sources s USING (source_id)
+        WHERE s.shape = 'nxlog' AND e.channel = 'Security' AND e.event_id = 1102""").fetchall()
+    assert len(rows) >= 3
+    for user, domain, sid, logon_id, message in rows:
+        assert user == _message_value(message, "Account Name")
+        assert domain == _message_value(message, "Domain Name")
+        assert sid == _message_value(message, "Security ID")
+        assert logon_id == int(_message_value(message, "Logon ID"), 16)
+
+
+def test_nxlog_rdp_events_carry_the_account_and_client_from_the_message(corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute("""
+        SELECT e.event_id, e.target_user, e.target_domain, e.src_ip, json_extract_string(d.data, '$.Message')
+        FROM events e JOIN event_data d USING (eid) JOIN sources s USING (source_id)
+        WHERE s.shape = 'nxlog' AND ((e.channel = ? AND e.event_id = 1149) OR (e.channel = ? AND e.event_id IN (24, 25)))""",
+        ["Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
+         "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"]).fetchall()
+    assert {r[0] for r in rows} == {1149, 24, 25}
+    for eid, user, domain, ip, message in rows:
+        if eid == 1149:
+            assert (domain, user) == (_message_value(message, "Domain"), _message_value(message, "User"))
+        else:
+            assert f"{domain}\\{user}" == _message_value(message, "User")
+        assert ip == _message_value(message, "Source Network Address")
+
+
+def test_nxlog_system_log_clears_name_the_log_from_the_message(corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute("""
+        SELECT e.object_name, json_extract_string(d.data, '$.Message')
+        FROM events e JOIN event_data d USING (eid) JOIN sources s USING (source_id)
+        WHERE s.shape = 'nxlog' AND e.channel = 'System' AND e.event_id = 104""").fetchall()
+    assert rows
+    for name, message in rows:
+        assert message == f"The {name} log file was cleared."
+
+
+def test_ip_addresses_are_stored_in_one_spelling(corpus_case: CorpusCase) -> None:
+    import ipaddress
+
+    rows = corpus_case.cursor().execute("""
+        SELECT DISTINCT v FROM (SELECT src_ip AS v FROM events UNION ALL SELECT dst_ip FROM events)
+        WHERE contains(v, ':')""").fetchall()
+    assert len(rows) >= 10
+    for (value,) in rows:
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            continue  # not an address at all: kept as written
+        assert value == str(addr) and not value.startswith("::ffff:"), value
+    # Sysmon spells the loopback 0:0:0:0:0:0:0:1, the Security log ::1: one value in the case.
+    assert corpus_case.cursor().execute(
+        "SELECT count(*) FROM events WHERE src_ip = '0:0:0:0:0:0:0:1' OR dst_ip = '0:0:0:0:0:0:0:1'"
+    ).fetchall()[0][0] == 0

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from engine import Case, views
 from engine.filters import ALIASES, FilterError, compile_filter
+from engine.ingest.normalise import canonical_ip
 from engine.schema import EVENT_COLUMN_NAMES
 
 # Modest, repeatable runs: the suite stays fast and a failure reproduces on every machine.
@@ -220,3 +221,23 @@ def test_an_evtx_time_with_any_offset_is_stored_as_that_instant_in_utc(when: dat
         ingest_into(Path(tmp) / "case.duckdb", [path])
         with Case(Path(tmp) / "case.duckdb", read_only=True) as case:
             assert case.cursor().execute("SELECT ts FROM events").fetchall() == [(expected,)]
+
+
+@pytest.mark.parametrize(("written", "stored"), [
+    ("0:0:0:0:0:0:0:1", "::1"),
+    ("FE80:0000:0000:0000:3816:B2EE:1B9B:324B", "fe80::3816:b2ee:1b9b:324b"),
+    ("::ffff:10.0.0.5", "10.0.0.5"),
+    ("0:0:0:0:0:ffff:a00:5", "10.0.0.5"),
+    ("fe80::1%12", "fe80::1%12"),
+    ("10.0.0.5", "10.0.0.5"),
+    ("not an address", "not an address"),
+])
+def test_an_address_is_stored_in_one_spelling(written: str, stored: str) -> None:
+    assert canonical_ip(written) == stored
+
+
+@PROFILE
+@given(st.text(alphabet="0123456789abcdefABCDEF:.%", max_size=45) | st.ip_addresses().map(str))
+def test_canonical_addresses_never_fail_and_are_stable(text: str) -> None:
+    once = canonical_ip(text)
+    assert canonical_ip(once) == once

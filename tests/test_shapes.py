@@ -15,6 +15,8 @@ from fixtures.incident import CanonicalEvent, incident
 from fixtures.shapes import write_all
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
+RCM = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
+LSM = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
 
 
 def _hex(v: str) -> int:
@@ -63,6 +65,19 @@ EXPECTATIONS: list[tuple[tuple[str, int], str, Any]] = [
     (("Security", 4648), "dst_ip", lambda d: d["IpAddress"]),
     (("Security", 4648), "dst_port", lambda d: int(d["IpPort"])),
     (("Security", 4648), "src_ip", lambda d: None),
+    # UserData events: NXLog keeps their fields only in the rendered Message.
+    (("Security", 1102), "subject_user", lambda d: d["SubjectUserName"]),
+    (("Security", 1102), "subject_domain", lambda d: d["SubjectDomainName"]),
+    (("Security", 1102), "subject_sid", lambda d: d["SubjectUserSid"]),
+    (("Security", 1102), "subject_logon_id", lambda d: _hex(d["SubjectLogonId"])),
+    (("System", 104), "object_name", lambda d: d["Channel"]),
+    (("System", 104), "subject_user", lambda d: d["SubjectUserName"]),
+    ((RCM, 1149), "target_user", lambda d: d["Param1"]),
+    ((RCM, 1149), "target_domain", lambda d: d["Param2"]),
+    ((RCM, 1149), "src_ip", lambda d: d["Param3"]),
+    ((LSM, 21), "target_user", lambda d: d["User"].split("\\")[-1]),
+    ((LSM, 21), "src_ip", lambda d: d["Address"]),
+    ((LSM, 23), "target_user", lambda d: d["User"].split("\\")[-1]),
 ]
 
 FILES = {
@@ -92,6 +107,10 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[CanonicalE
         assert report.files[0].status == "ingested", report.files[0]
         cases[label] = case_path
     return events, cases
+
+
+def _user_data(ev: CanonicalEvent) -> dict[str, str]:
+    return next(iter(ev.user_data.values())) if ev.user_data else {}
 
 
 def _row(cur: Any, ev: CanonicalEvent) -> dict[str, Any] | None:
@@ -128,7 +147,7 @@ def test_hot_fields_follow_the_domain_rules_in_every_shape(generated: Any, label
             for ev in matching:
                 row = _row(cur, ev)
                 assert row is not None, f"{label}: {kind} #{ev.record_id} missing"
-                want = derive(ev.event_data)
+                want = derive(ev.event_data or _user_data(ev))
                 if row[column] != want:
                     wrong.append(f"{kind} #{ev.record_id} {column}: {row[column]!r} != {want!r}")
     assert not wrong, f"{label}:\n" + "\n".join(wrong[:30])

@@ -80,6 +80,8 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
      "Security log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
     (row("System", 104, **SUBJECT, provider="Microsoft-Windows-Eventlog"),
      "event log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
+    (row("System", 104, **SUBJECT, provider="Microsoft-Windows-Eventlog", object_name="Windows PowerShell"),
+     "Windows PowerShell log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
 ]
 
 

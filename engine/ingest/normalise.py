@@ -23,6 +23,7 @@ keys (the event-data field names), zone_probe and zoneless (see _nxlog_zone).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 # Where the event-data fields of each shape are found: in `data` (a JSON object), or in `raw`.
@@ -46,11 +47,13 @@ DATA_KEYS = [
     # RDP: 1149 (Param1-3), LocalSessionManager 21-25 (User, Address), 4778/4779
     "Param1", "Param2", "Param3", "Address", "AccountName", "AccountDomain", "ClientName", "ClientAddress", "LogonID",
     "ImagePath", "ServiceFileName", "Workstation", "QueryName", "MemberName", "MemberSid", "SourceUser",
+    # System 104: the log that was cleared (UserData LogFileCleared)
+    "Channel",
 ]
 # Fields that EVTX keeps in UserData (the object stored as `data`) for some events, and in EventData
 # for others.
 USER_DATA_KEYS = frozenset({"SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId",
-                            "Param1", "Param2", "Param3", "User", "Address"})
+                            "Param1", "Param2", "Param3", "User", "Address", "Channel"})
 RCM_CHANNEL = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
 LSM_CHANNEL = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
 
@@ -137,6 +140,19 @@ def _ip(expr: str) -> str:
     )
 
 
+def canonical_ip(text: str) -> str:
+    """One spelling per address, so one filter value finds them all: IPv6 compressed in lower case
+    (RFC 5952: Sysmon writes `0:0:0:0:0:0:0:1` where the Security log writes `::1`), and an
+    IPv4-mapped IPv6 address as its IPv4 address. Text that is no address is returned unchanged."""
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return text
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
 def _dash_null(expr: str) -> str:
     return f"nullif(nullif(trim({expr}), '-'), '')"
 
@@ -168,6 +184,8 @@ def _hot_columns(d: Get) -> str:
     service = "((channel = 'System' AND event_id = 7045) OR (channel = 'Security' AND event_id = 4697))"
     explicit = "coalesce(channel = 'Security' AND event_id = 4648, false)"
     member = _dash_null(d("MemberName"))
+    # System 104 names the log that was cleared in its data (Security has its own 1102).
+    cleared = "(channel = 'System' AND event_id = 104 AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog'))"
     cols = {
         "utc_time": _utc(d("UtcTime")),
         "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user})",
@@ -226,7 +244,8 @@ def _hot_columns(d: Get) -> str:
             f"coalesce({d('GrantedAccess')}, CASE WHEN left({d('AccessMask')}, 1) = '[' "
             f"THEN json_extract_string({d('AccessMask')}, '$[0]') ELSE {d('AccessMask')} END)", "UINTEGER"),
         "object_name": _dash_null(
-            f"coalesce({d('ObjectName')}, {d('TargetFilename')}, {d('TargetObject')}, {d('ShareName')})"),
+            f"coalesce({d('ObjectName')}, {d('TargetFilename')}, {d('TargetObject')}, {d('ShareName')}, "
+            f"CASE WHEN {cleared} THEN {d('Channel')} END)"),
         "privileges": (
             f"CASE WHEN left(trim({d('PrivilegeList')}), 1) = '[' "
             f"THEN array_to_string(try_cast({d('PrivilegeList')}::JSON AS VARCHAR[]), ' ') "
@@ -252,7 +271,8 @@ _USER_DATA = _Paths("U", {k: f'$."{k}"' for k in sorted(USER_DATA_KEYS)})
 
 
 def _shape_select(shape: str, source: str, extract: str, system: dict[str, str], d: Get | None,
-                  data: str, doc_is: str, data_paths: _Paths | None = None) -> str:
+                  data: str, doc_is: str, data_paths: _Paths | None = None,
+                  wrap: Callable[[Get], Get] | None = None) -> str:
     """One shape's rows: system columns from `system`, then the hot columns, `data` and `doc_is`.
 
     `doc_is` says where the original document is stored: 'raw' (kept beside `data`), or 'data'
@@ -271,6 +291,8 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     if d is None:
         inner = f"(SELECT *, {_DATA.extract('data')} FROM {inner})"
         d = _DATA.get
+    if wrap is not None:
+        d = wrap(d)
     elif data_paths is not None:
         # Fields some events keep in `data`: one parse of it, and only where there is one.
         listed = data_paths.extract("data").removesuffix(f" AS {data_paths.column}")
@@ -315,7 +337,9 @@ def _evtx_select(source: str) -> str:
     g = _EVTX.get
     # UserData wraps its fields in one provider-specific element (e.g. LogFileCleared): that inner
     # object is the event data. It is rare, so copying it out costs nothing that matters.
-    user_data = f"json_extract({g('user_data')}, '$.*')[1]"
+    # evtx_dump's attribute-split variant puts the element's attributes in a sibling `<name>_attributes`.
+    user_data = (f"json_extract({g('user_data')}, '$.\"' || list_filter(json_keys({g('user_data')}), "
+                 f"lambda k: NOT ends_with(k, '_attributes'))[1] || '\"')")
     system = {
         "ts": _utc(f"coalesce({g('time')}, {g('time2')})"),
         "host": g("host"),
@@ -403,8 +427,48 @@ def _nxlog_select(source: str) -> str:
         "user_sid": g("sid"),
         **_nxlog_zone(),
     }
+
+    def d(key: str) -> str:
+        whens = " ".join(f"WHEN {when} THEN {expr}" for when, expr in _NXLOG_FALLBACKS.get(key, []))
+        if key == "Channel":
+            # The top-level Channel is the event's own; only the Message names the cleared log.
+            return f"CASE {whens} END"
+        return f"coalesce({g('d.' + key)}, CASE {whens} END)" if whens else g("d." + key)
+
     # Stored once: the document verbatim is the event data, so `raw` would only repeat it.
-    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, lambda k: g("d." + k), "NULL", "data")
+    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, d, "NULL", "data")
+
+
+def _message_line(label: str) -> str:
+    """The value of a `Label: value` line of the rendered Message, read only where it is needed."""
+    return (f"nullif(trim(regexp_extract(json_extract_string(doc, '$.Message'), "
+            f"'(?m)^[ \\t]*{label}:[ \\t]*([^\\r\\n]*)', 1)), '')")
+
+
+# NXLog renders an event's UserData as nothing but its Message: for these events the fields a
+# responder needs (who cleared the log, who connected over RDP from where) are read back from the
+# Message's fixed template when the document has no field of that name. System 104's Message names
+# only the log; the account that cleared it is the event's own user (UserID), which NXLog also
+# writes as AccountName and Domain.
+_CLEARED_SECURITY = "(channel = 'Security' AND event_id = 1102)"
+_CLEARED_OTHER = "(channel = 'System' AND event_id = 104)"
+_NXLOG_RCM = f"(channel = '{RCM_CHANNEL}' AND event_id = 1149)"
+_NXLOG_LSM = f"(channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25))"
+_NXLOG_FALLBACKS: dict[str, list[tuple[str, str]]] = {
+    "SubjectUserSid": [(_CLEARED_SECURITY, _message_line("Security ID")), (_CLEARED_OTHER, "user_sid")],
+    "SubjectUserName": [(_CLEARED_SECURITY, _message_line("Account Name")),
+                        (_CLEARED_OTHER, "json_extract_string(doc, '$.AccountName')")],
+    "SubjectDomainName": [(_CLEARED_SECURITY, _message_line("Domain Name")),
+                          (_CLEARED_OTHER, "json_extract_string(doc, '$.Domain')")],
+    "SubjectLogonId": [(_CLEARED_SECURITY, _message_line("Logon ID"))],
+    "Param1": [(_NXLOG_RCM, _message_line("User"))],
+    "Param2": [(_NXLOG_RCM, _message_line("Domain"))],
+    "Param3": [(_NXLOG_RCM, _message_line("Source Network Address"))],
+    "User": [(_NXLOG_LSM, _message_line("User"))],
+    "Address": [(_NXLOG_LSM, _message_line("Source Network Address"))],
+    "Channel": [(_CLEARED_OTHER, "nullif(regexp_extract(json_extract_string(doc, '$.Message'), "
+                                 "'^The (.+) log file was cleared', 1), '')")],
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -662,7 +726,12 @@ def _azure_select(source: str) -> str:
             f"lambda v: {_xml_unescape('coalesce(v, ' + chr(39) + chr(39) + ')')}))) "
             # SecurityEvent rows of well-known events carry their fields at the top level instead.
             f"ELSE doc END")
-    return _shape_select("azure", source, _AZURE.extract("doc"), system, None, data, "raw")
+
+    def event_data_only(get: Get) -> Get:
+        # A row without EventData is its own data: its Channel is the event's, not a cleared log's.
+        return lambda k: f"CASE WHEN {xml} IS NOT NULL THEN {get(k)} END" if k == "Channel" else get(k)
+
+    return _shape_select("azure", source, _AZURE.extract("doc"), system, None, data, "raw", wrap=event_data_only)
 
 
 # ---------------------------------------------------------------------------------------------------

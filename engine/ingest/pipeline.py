@@ -28,7 +28,7 @@ from ..schema import EVENT_COLUMN_NAMES
 from .damage import Damage, Problem
 from .evtx_reader import read_evtx_python, read_evtx_rust
 from .json_reader import read_json_documents, read_json_lines
-from .normalise import SHAPE_SELECTS, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
+from .normalise import SHAPE_SELECTS, canonical_ip, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
 from .sources import (
     Evidence,
     describe_head,
@@ -439,6 +439,7 @@ class _Writer(threading.Thread):
                             f"({_with_source(evtx_sql('_batch'))})")
             elif not self._classify(files):
                 return
+            _canonical_ips(con)
             if self.dedupe:
                 for sid, n in _drop_duplicates(con):
                     files[sid].duplicates += n
@@ -601,6 +602,23 @@ def _drop_duplicates(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
         con.execute("DELETE FROM _norm WHERE eid IN (SELECT eid FROM _dup)")
     con.execute("DROP TABLE _dup")
     return dropped
+
+
+def _canonical_ips(con: duckdb.DuckDBPyConnection) -> None:
+    """IPv6 addresses of the batch in one spelling (normalise.canonical_ip). Few distinct values
+    ever carry a colon, so they are rewritten through a small mapping, not row by row."""
+    values = [v for (v,) in con.execute(
+        "SELECT DISTINCT v FROM (SELECT src_ip AS v FROM _norm UNION ALL SELECT dst_ip FROM _norm) "
+        "WHERE contains(v, ':')").fetchall()]
+    mapping = {v: c for v in values if (c := canonical_ip(v)) != v}
+    if not mapping:
+        return
+    con.register("_ips", pa.table({"written": list(mapping), "canonical": list(mapping.values())}))
+    try:
+        for col in ("src_ip", "dst_ip"):
+            con.execute(f"UPDATE _norm SET {col} = m.canonical FROM _ips m WHERE _norm.{col} = m.written")
+    finally:
+        con.unregister("_ips")
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
