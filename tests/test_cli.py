@@ -98,6 +98,15 @@ def test_stats_table_says_what_is_in_the_case(case: Path, capsys: pytest.Capture
         assert word in out
 
 
+def test_stats_names_events_without_a_channel_instead_of_leaving_a_blank(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = evtx_doc(1, 5, "2020-09-20T10:00:00Z", channel=None, provider="Microsoft-Windows-RPC")  # type: ignore[arg-type]
+    path = tmp_path / "case.duckdb"
+    run(capsys, "ingest", str(path), str(write_jsonl(tmp_path / "e.jsonl", [trace])), "--quiet")
+    code, out, _ = run(capsys, "stats", str(path))
+    assert code == 0 and "(none)" in out
+
+
 def test_stats_jsonl_lists_every_source(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "stats", str(case), "--format", "jsonl")
     assert code == 0
@@ -226,6 +235,14 @@ def test_event_text_with_control_characters_is_escaped_in_the_table(tmp_path: Pa
     assert code == 0
     assert "\x1b" not in out and "\x07" not in out
     assert "␛]52;c;aGk=\\x07" in out  # the same visible escapes as the TUI (tui.safe_text)
+
+
+def test_the_table_shows_status_codes_in_hex_as_windows_writes_them_and_csv_keeps_the_integers(
+        case: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "query", str(case), "eid:4625", "--columns", "record_id,status,substatus")
+    assert code == 0 and "0xc000006d" in out and "0xc000006a" in out and "3221225581" not in out
+    _, out, _ = run(capsys, "query", str(case), "eid:4625", "--columns", "status,substatus", "--format", "csv")
+    assert out.splitlines() == ["status,substatus", "3221225581,3221225578"]
 
 
 # -- sql ----------------------------------------------------------------------------------------------

@@ -218,10 +218,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     con.print(Text(f"{args.case}: {n:,} events, {hosts} host(s), {channels} channel(s), "
                    f"{lo} … {hi} UTC"))
     for title, sql in (
-        ("Hosts", "SELECT host, count(*) AS events FROM events GROUP BY ALL ORDER BY 2 DESC LIMIT 20"),
-        ("Channels", "SELECT channel, count(*) AS events FROM events GROUP BY ALL ORDER BY 2 DESC LIMIT 20"),
-        ("Top event IDs", "SELECT channel, event_id, count(*) AS events FROM events GROUP BY ALL "
-                          "ORDER BY 3 DESC LIMIT 15"),
+        # ETW traces saved as EVTX have no channel: "(none)", not a blank that reads as a glitch.
+        ("Hosts", "SELECT coalesce(host, '(none)') AS host, count(*) AS events FROM events GROUP BY ALL "
+                  "ORDER BY 2 DESC LIMIT 20"),
+        ("Channels", "SELECT coalesce(channel, '(none)') AS channel, count(*) AS events FROM events GROUP BY ALL "
+                     "ORDER BY 2 DESC LIMIT 20"),
+        ("Top event IDs", "SELECT coalesce(channel, '(none)') AS channel, event_id, count(*) AS events FROM events "
+                          "GROUP BY ALL ORDER BY 3 DESC LIMIT 15"),
     ):
         _print_table(con, title, _dicts(cur.execute(sql)), Table, Text)
     src = _dicts(cur.execute("""SELECT count(*) AS files, sum(records) AS events, sum(duplicates) AS duplicates,
@@ -240,9 +243,11 @@ def _print_table(console: Any, title: str, rows: list[dict[str, Any]], Table: An
         return
     t = Table(title=title, title_justify="left")
     for col in rows[0]:
-        t.add_column(col, overflow="fold")
+        numeric = all(isinstance(r[col], int) for r in rows if r[col] is not None)
+        t.add_column(col, overflow="fold", justify="right" if numeric else "left")
     for r in rows:
-        t.add_row(*[Text(_cell(v)) for v in r.values()])
+        t.add_row(*[Text(f"{v:,}" if isinstance(v, int) and k in ("events", "records", "duplicates", "skipped", "files")
+                         else _cell(v)) for k, v in r.items()])
     console.print(t)
 
 
@@ -271,7 +276,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     except duckdb.Error as exc:
         raise _UserError(f"query failed: {exc}") from exc
     more = limit is not None and len(rows) > args.limit
-    _emit(rows[:args.limit] if more else rows, columns, args.format)
+    _emit(rows[:args.limit] if more else rows, columns, args.format, events=True)
     if more:
         print(f"the first {args.limit} matching events; more match (--limit 0 prints all, "
               f"--offset {args.offset + args.limit} the next page)", file=sys.stderr)
@@ -412,7 +417,13 @@ def _cell(value: Any, width: int = 200) -> str:
     return escape(value, limit=width)
 
 
-def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
+def _hex_cell(value: Any) -> str:
+    return f"0x{value:x}" if isinstance(value, int) else _cell(value)
+
+
+def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: bool = False) -> None:
+    """Rows out in `fmt`. csv and jsonl carry the stored values; the table is for reading, so
+    event columns (`events`) Windows writes in hex (NTSTATUS, access masks, LogonIds) show in hex."""
     out = sys.stdout
     if fmt == "jsonl":
         import orjson
@@ -435,8 +446,11 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> None:
         t = Table(show_lines=False)
         for c in columns:
             t.add_column(c, overflow="ellipsis", no_wrap=c != "summary")
+        from tui.widgets.columns import HEX_COLUMNS
+
+        hex_columns = HEX_COLUMNS if events else frozenset()
         for r in rows:
-            t.add_row(*[Text(_cell(r.get(c))) for c in columns])
+            t.add_row(*[Text(_hex_cell(r.get(c)) if c in hex_columns else _cell(r.get(c))) for c in columns])
         console.print(t)
         print(f"{len(rows)} row(s)", file=sys.stderr)
 

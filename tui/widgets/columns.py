@@ -100,8 +100,9 @@ _SPECS: dict[str, ColumnSpec] = {
 }
 
 KNOWN_COLUMNS = sorted(set(DERIVED) | set(EVENT_COLUMN_NAMES))
-_HEX_COLUMNS = {"granted_access", "status", "substatus", "subject_logon_id", "target_logon_id",
-                "linked_logon_id"}
+# Shown in hex, as Windows writes them (0xc000006a, 0x1410, 0x3e7); stored as integers.
+HEX_COLUMNS = frozenset({"granted_access", "status", "substatus", "subject_logon_id", "target_logon_id",
+                         "linked_logon_id"})
 _BASENAME_COLUMNS = {"target_image", "parent_image"}
 
 
@@ -147,7 +148,7 @@ def cell_text(row: dict[str, Any], column: str, local: bool = False) -> str:
         return escape(short_channel(value))
     if column == "host":
         return escape(short_host(value))
-    if column in _HEX_COLUMNS and isinstance(value, int):
+    if column in HEX_COLUMNS and isinstance(value, int):
         return f"0x{value:x}"
     if column in _BASENAME_COLUMNS:
         return escape(to_str(value).replace("/", "\\").rsplit("\\", 1)[-1])
