@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import decode
-from .ingest.normalise import LSM_CHANNEL, RCM_CHANNEL, SYSMON_CHANNEL
+from .ingest.normalise import LSM_CHANNEL, RCM_CHANNEL, SYSMON_CHANNEL, WINDOWS_POWERSHELL
 
 
 def _base(path: object) -> str:
@@ -41,6 +41,12 @@ def _from(ip: object, workstation: object) -> str:
     return f"from ({workstation})" if workstation else ""
 
 
+def _endpoint(address: object, port: object) -> str:
+    """address:port, with an IPv6 address in brackets so its last group is not read as the port."""
+    text = str(address)
+    return f"[{text}]:{'' if port is None else port}" if ":" in text else f"{text}:{'' if port is None else port}"
+
+
 def _hex(v: object) -> str:
     return f"0x{int(v):x}" if isinstance(v, int) else ""
 
@@ -55,6 +61,10 @@ _ACCOUNT_VERBS = {4720: "created", 4722: "enabled", 4723: "changed the password 
 
 _RDP_STEPS = {1149: "RDP authenticated", 21: "RDP logon", 22: "RDP shell start", 23: "RDP logoff",
               24: "RDP disconnected", 25: "RDP reconnected", 4778: "RDP reconnected", 4779: "RDP disconnected"}
+
+
+_WFP_VERBS = {5152: "dropped", 5153: "vetoed", 5154: "listen permitted", 5155: "listen blocked", 5156: "permitted",
+              5157: "blocked", 5158: "bind permitted", 5159: "bind blocked"}
 
 
 def _rdp(channel: str, eid: object) -> bool:
@@ -134,11 +144,29 @@ def summarise(row: Mapping[str, Any]) -> str:
         # Before Windows 10 a 4688 names its parent by PID only.
         parent = _base(g("parent_image")) or (f"pid {g('parent_pid')}" if g("parent_pid") is not None else "?")
         return f"{parent} → {_args(g('process_image'), g('command_line'))}"
+    if channel == "Security" and isinstance(eid, int) and 5152 <= eid <= 5159:
+        # Source and Dest as the event names them: the initiating side is Source.
+        verb = _WFP_VERBS.get(eid, "")
+        local = _endpoint(g("src_ip") or "?", g("src_port"))
+        if eid in (5154, 5155, 5158, 5159):  # a listen or a bind has only the local end
+            return f"{_base(g('process_image'))}  {local}  {verb}".strip()
+        return f"{_base(g('process_image'))}  {local} → {_endpoint(g('dst_ip') or '?', g('dst_port'))}  {verb}".strip()
+    if channel == "System" and eid in (7034, 7035, 7036, 7040) and g("service_name"):
+        return f"service {g('service_name')}: {decode.event_name(channel, eid)}"
+    if channel == WINDOWS_POWERSHELL and eid in (400, 403, 600, 800) and g("command_line"):
+        return f"{decode.event_name(channel, eid)}: {g('command_line')}"
+    if sysmon and eid == 5:
+        return f"{_base(g('process_image'))} exited"
+    if sysmon and eid in (6, 7):
+        loaded = g("object_name") or "?"
+        return f"driver {loaded}" if eid == 6 else f"{_base(g('process_image'))} loaded {loaded}"
+    if sysmon and eid == 2:
+        return f"{_base(g('process_image'))} changed the creation time of {g('object_name') or '?'}"
     if sysmon and eid in (8, 10):
         return f"{_base(g('process_image'))} → {_base(g('target_image'))} {_hex(g('granted_access'))}".strip()
     if sysmon and eid == 3:
-        return (f"{_base(g('process_image'))}  {g('src_ip') or ''}:{g('src_port') or ''} → "
-                f"{g('dst_host') or g('dst_ip') or ''}:{g('dst_port') or ''}")
+        return (f"{_base(g('process_image'))}  {_endpoint(g('src_ip') or '', g('src_port'))} → "
+                f"{_endpoint(g('dst_host') or g('dst_ip') or '', g('dst_port'))}")
     if channel == "Security" and eid in (4656, 4663):
         return f"{_base(g('process_image'))} → {g('object_name') or ''} {_hex(g('granted_access'))}".strip()
     if (channel == "System" and eid == 7045) or (channel == "Security" and eid == 4697):

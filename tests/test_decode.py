@@ -608,9 +608,16 @@ def test_channel_name_maps_to_its_key(channel: str, expected: str) -> None:
     assert channel_key(channel) == expected
 
 
-@pytest.mark.parametrize("channel", ["Application", "Windows PowerShell", "", None, 5])
+@pytest.mark.parametrize("channel", ["Application", "", None, 5])
 def test_other_channels_have_no_key(channel: object) -> None:
     assert channel_key(channel) is None
+
+
+def test_the_classic_windows_powershell_log_is_not_taken_for_the_operational_one() -> None:
+    # Their event numbers mean different things: 400 is an engine start there, nothing here.
+    assert channel_key("Windows PowerShell") == "Windows PowerShell"
+    assert event_name("Windows PowerShell", 4104) is None
+    assert event_name("Microsoft-Windows-PowerShell/Operational", 400) is None
 
 
 @pytest.mark.parametrize(

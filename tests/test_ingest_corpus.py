@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from conftest import CORPUS, SYSMON, CorpusCase, count_json_documents, write_jso
 
 from engine import Case
 from engine.ingest import ingest
+from engine.ingest.normalise import canonical_ip
 from engine.schema import EVENT_COLUMN_NAMES
 
 pytestmark = pytest.mark.corpus
@@ -671,3 +673,68 @@ def test_ip_addresses_are_stored_in_one_spelling(corpus_case: CorpusCase) -> Non
     assert corpus_case.cursor().execute(
         "SELECT count(*) FROM events WHERE src_ip = '0:0:0:0:0:0:0:1' OR dst_ip = '0:0:0:0:0:0:0:1'"
     ).fetchall()[0][0] == 0
+
+
+# -- classic and network events: fields written as text or under their own names ----------------------
+def _field(name: str) -> str:
+    return (f"coalesce(json_extract_string(d.data, '$.\"{name}\"'), "
+            f"json_extract_string(d.raw, '$.Event.EventData.\"{name}\"'))")
+
+
+def _classic_text(data: str | None, raw: str | None) -> str:
+    """The unnamed text of a classic event as each shape keeps it (EVTX Data, NXLog Message, param1-3)."""
+    if raw and '"Event"' in raw[:20]:
+        part = json.loads(raw)["Event"]["EventData"]["Data"]
+        text = part.get("#text") if isinstance(part, dict) else part
+        return "\n".join(text) if isinstance(text, list) else str(text)
+    doc = json.loads(data or "{}")
+    return doc.get("Message") or "\n".join(str(doc.get(f"param{i}", "")) for i in (1, 2, 3))
+
+
+def test_windows_powershell_events_carry_the_host_command_line_and_the_user_in_every_shape(
+        corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute("""
+        SELECT s.shape, e.event_id, e.command_line, e.subject_domain, e.subject_user, d.data, d.raw
+        FROM events e JOIN event_data d USING (eid) JOIN sources s USING (source_id)
+        WHERE e.channel = 'Windows PowerShell' AND e.event_id IN (400, 403, 600, 800)""").fetchall()
+    shapes = set()
+    for shape, eid, command_line, domain, user, data, raw in rows:
+        if shape == "ecs" and json.loads(data or "{}").get("CommandLine"):
+            assert command_line == json.loads(data)["CommandLine"]  # the module parsed it already
+            continue
+        text = _classic_text(data, raw)
+        host_app = re.search(r"HostApplication=([^\r\n]*)", text)
+        assert command_line == (host_app.group(1).strip() or None if host_app else None), (shape, eid)
+        account = re.search(r"UserId=([^\r\n]*)", text)
+        if account and account.group(1).strip():
+            assert f"{domain}\\{user}" == account.group(1).strip(), (shape, eid)
+        shapes.add(shape)
+    assert {"evtx", "nxlog", "wlb6"} <= shapes
+    cur = corpus_case.cursor()
+    assert cur.execute("SELECT count(*) FROM events WHERE channel = 'Windows PowerShell' AND command_line ILIKE '%-enc %'"
+                       ).fetchall()[0][0] > 100
+
+
+def test_firewall_connections_carry_their_addresses_ports_and_program(corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute(f"""
+        SELECT e.src_ip, e.src_port, e.dst_ip, e.dst_port, e.process_image, {_field('SourceAddress')},
+               {_field('SourcePort')}, {_field('DestAddress')}, {_field('DestPort')}, {_field('Application')}
+        FROM events e JOIN event_data d USING (eid) WHERE e.channel = 'Security' AND e.event_id = 5156""").fetchall()
+    assert len(rows) > 100
+    for src, sport, dst, dport, image, *raw in rows:
+        assert (src, sport, dst, dport, image) == (
+            canonical_ip(raw[0]), int(raw[1]), canonical_ip(raw[2]), int(raw[3]), raw[4])
+
+
+@pytest.mark.parametrize(("channel", "eids", "column", "field"), [
+    (SYSMON, (6, 7), "object_name", "ImageLoaded"),
+    ("System", (7036, 7040), "service_name", "param1"),
+])
+def test_the_object_of_loads_and_service_changes_is_named(corpus_case: CorpusCase, channel: str,
+                                                          eids: tuple[int, ...], column: str, field: str) -> None:
+    rows = corpus_case.cursor().execute(f"""
+        SELECT e.{column}, {_field(field)} FROM events e JOIN event_data d USING (eid)
+        WHERE e.channel = ? AND e.event_id IN (SELECT unnest(?))""", [channel, list(eids)]).fetchall()
+    assert len(rows) > 20
+    assert all(stored == raw for stored, raw in rows if raw not in (None, "", "-")), rows[:3]
+    assert sum(stored is not None for stored, _ in rows) > 20

@@ -198,3 +198,54 @@ def test_a_group_member_is_named_by_its_dn_or_by_the_name_the_case_knows_for_its
         assert case.con.execute("SELECT record_id, member_name, member_sid FROM events WHERE event_id = 4732 "
                                 "ORDER BY record_id").fetchall() == [
             (1, "Smith, John", "S-1-5-21-1-2-3-1107"), (2, "support_tmp", sid), (3, None, "S-1-5-21-9-9-9-9")]
+
+
+def test_classic_windows_powershell_text_gives_the_host_command_line_and_user_in_evtx_and_nxlog(
+        tmp_path: Path) -> None:
+    from conftest import evtx_doc, nxlog_doc, write_jsonl
+
+    context = ("\tDetailSequence=1\r\n\tUserId=CORP\\bob\r\n\tHostName=ConsoleHost\r\n"
+               "\tHostApplication=powershell.exe -nop -w hidden -enc SQBFAFgA\r\n\tEngineVersion=5.1")
+    evtx = evtx_doc(1, 800, "2020-09-20T10:00:00Z", channel="Windows PowerShell", provider="PowerShell")
+    evtx["Event"]["EventData"] = {"Data": {"#text": ["Get-Process", context, "details"]}}
+    nx = nxlog_doc(2, 800, "2020-09-20 06:00:00", "2020-09-20 06:00:01", "2020-09-20T10:00:01Z",
+                   channel="Windows PowerShell",
+                   data={"SourceName": "PowerShell",
+                         "Message": f"Pipeline execution details for command line: Get-Process\r\n\r\n{context}"})
+    # A 400 without a user: the engine started for a host application only.
+    started = evtx_doc(3, 400, "2020-09-20T10:00:02Z", channel="Windows PowerShell", provider="PowerShell")
+    started["Event"]["EventData"] = {"Data": {"#text": ["Available", "None",
+                                                        "\tHostApplication=C:\\w\\powershell.exe -enc QQB\r\n"]}}
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", [evtx, started]), write_jsonl(tmp_path / "b.json", [nx])])
+        rows = case.con.execute("SELECT record_id, command_line, subject_domain, subject_user FROM events "
+                                "ORDER BY record_id").fetchall()
+    assert rows == [(1, "powershell.exe -nop -w hidden -enc SQBFAFgA", "CORP", "bob"),
+                    (2, "powershell.exe -nop -w hidden -enc SQBFAFgA", "CORP", "bob"),
+                    (3, "C:\\w\\powershell.exe -enc QQB", None, None)]
+
+
+def test_firewall_image_load_and_service_state_events_fill_their_columns(tmp_path: Path) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    docs = [
+        evtx_doc(1, 5156, "2020-09-20T10:00:00Z", data={
+            "Application": "\\device\\harddiskvolume2\\windows\\system32\\svchost.exe", "Direction": "%%14592",
+            "SourceAddress": "::ffff:10.0.0.66", "SourcePort": "50123", "DestAddress": "10.0.1.7", "DestPort": "445"}),
+        evtx_doc(2, 7, "2020-09-20T10:00:01Z", channel=SYSMON, provider="Microsoft-Windows-Sysmon", data={
+            "Image": "C:\\x\\rundll32.exe", "ImageLoaded": "C:\\Users\\x\\evil.dll"}),
+        evtx_doc(3, 7036, "2020-09-20T10:00:02Z", channel="System", provider="Service Control Manager", data={
+            "param1": "PSEXESVC", "param2": "running"}),
+        # Outside these events the same names mean nothing to these columns.
+        evtx_doc(4, 4624, "2020-09-20T10:00:03Z", data={"Application": "x.exe", "param1": "y", "ImageLoaded": "z"}),
+    ]
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", docs)])
+        rows = case.con.execute("SELECT record_id, src_ip, src_port, dst_ip, dst_port, process_image, object_name, "
+                                "service_name FROM events ORDER BY record_id").fetchall()
+    assert rows == [
+        (1, "10.0.0.66", 50123, "10.0.1.7", 445, "\\device\\harddiskvolume2\\windows\\system32\\svchost.exe", None, None),
+        (2, None, None, None, None, "C:\\x\\rundll32.exe", "C:\\Users\\x\\evil.dll", None),
+        (3, None, None, None, None, None, None, "PSEXESVC"),
+        (4, None, None, None, None, None, None, None),
+    ]

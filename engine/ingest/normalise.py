@@ -49,7 +49,10 @@ DATA_KEYS = [
     "ImagePath", "ServiceFileName", "Workstation", "QueryName", "MemberName", "MemberSid", "SourceUser",
     # System 104: the log that was cleared (UserData LogFileCleared)
     "Channel",
+    # Windows Filtering Platform (5152-5159), Sysmon 6/7, Service Control Manager 7034-7040
+    "SourceAddress", "DestAddress", "DestPort", "Application", "ImageLoaded", "param1",
 ]
+WINDOWS_POWERSHELL = "Windows PowerShell"
 # Fields that EVTX keeps in UserData (the object stored as `data`) for some events, and in EventData
 # for others.
 USER_DATA_KEYS = frozenset({"SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId",
@@ -182,14 +185,27 @@ def _hot_columns(d: Get) -> str:
     rdp_client = no_client(f"CASE WHEN {rcm} THEN {d('Param3')} WHEN {rdp} THEN {d('ClientAddress')} "
                            f"WHEN {lsm} THEN {d('Address')} END")
     service = "((channel = 'System' AND event_id = 7045) OR (channel = 'Security' AND event_id = 4697))"
+    # Service Control Manager's state events name the service in their first positional field.
+    service_state = "(channel = 'System' AND event_id IN (7034, 7035, 7036, 7040))"
+    # Windows Filtering Platform connections, binds, listens and drops: Source*/Dest* as the event
+    # names them (the initiating side is Source), and the program as a \device\harddiskvolume path.
+    wfp = "(channel = 'Security' AND event_id BETWEEN 5152 AND 5159)"
+    # Windows PowerShell 400/403/600/800 carry the host's command line (HostApplication) in their
+    # text: often the only trace of `powershell -enc …` where neither Sysmon nor 4688 is on.
+    ps_host = f"(channel = '{WINDOWS_POWERSHELL}' AND event_id IN (400, 403, 600, 800))"
+    loaded = f"({sysmon} AND event_id IN (6, 7))"
+    # …and 800 the account that ran the pipeline (UserId=DOMAIN\user).
+    ps_account = d("UserId")
+    ps_user = f"CASE WHEN {ps_host} THEN nullif(string_split({ps_account}, chr(92))[-1], '') END"
+    ps_domain = f"CASE WHEN {ps_host} AND contains({ps_account}, chr(92)) THEN string_split({ps_account}, chr(92))[1] END"
     explicit = "coalesce(channel = 'Security' AND event_id = 4648, false)"
     member = _dash_null(d("MemberName"))
     # System 104 names the log that was cleared in its data (Security has its own 1102).
     cleared = "(channel = 'System' AND event_id = 104 AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog'))"
     cols = {
         "utc_time": _utc(d("UtcTime")),
-        "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user})",
-        "subject_domain": f"coalesce({_dash_null(d('SubjectDomainName'))}, {sysmon_domain})",
+        "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user}, {ps_user})",
+        "subject_domain": f"coalesce({_dash_null(d('SubjectDomainName'))}, {sysmon_domain}, {ps_domain})",
         "subject_sid": _dash_null(d("SubjectUserSid")),
         "subject_logon_id": _int(
             f"coalesce({d('SubjectLogonId')}, CASE WHEN {sysmon} THEN {d('LogonId')} END)", "UBIGINT"),
@@ -207,12 +223,14 @@ def _hot_columns(d: Get) -> str:
         "auth_package": _dash_null(d("AuthenticationPackageName")),
         "logon_process": _dash_null(d("LogonProcessName")),
         # 4648's network address is the server the credentials were used against, not a source.
-        "src_ip": _ip(f"coalesce(CASE WHEN NOT {explicit} THEN {d('IpAddress')} END, {d('SourceIp')}, {rdp_client})"),
+        "src_ip": _ip(f"coalesce(CASE WHEN NOT {explicit} THEN {d('IpAddress')} END, {d('SourceIp')}, {rdp_client}, "
+                      f"CASE WHEN {wfp} THEN {d('SourceAddress')} END)"),
         "src_port": _int(f"coalesce(CASE WHEN NOT {explicit} THEN {_dash_null(d('IpPort'))} END, {d('SourcePort')})",
                          "INTEGER"),
-        "dst_ip": _ip(f"coalesce({d('DestinationIp')}, CASE WHEN {explicit} THEN {d('IpAddress')} END)"),
-        "dst_port": _int(f"coalesce({d('DestinationPort')}, CASE WHEN {explicit} THEN {_dash_null(d('IpPort'))} END)",
-                         "INTEGER"),
+        "dst_ip": _ip(f"coalesce({d('DestinationIp')}, CASE WHEN {explicit} THEN {d('IpAddress')} END, "
+                      f"CASE WHEN {wfp} THEN {d('DestAddress')} END)"),
+        "dst_port": _int(f"coalesce({d('DestinationPort')}, CASE WHEN {explicit} THEN {_dash_null(d('IpPort'))} END, "
+                         f"CASE WHEN {wfp} THEN {d('DestPort')} END)", "INTEGER"),
         "dst_host": _dash_null(f"coalesce({d('DestinationHostname')}, {d('TargetServerName')}, "
                                f"CASE WHEN {sysmon} AND event_id = 22 THEN {d('QueryName')} END)"),
         "workstation": _dash_null(no_client(
@@ -227,10 +245,12 @@ def _hot_columns(d: Get) -> str:
             f"coalesce({d('NewProcessId')}, {d('SourceProcessId')}, "
             f"CASE WHEN event_id IS DISTINCT FROM 4688 THEN {d('ProcessId')} END)", "BIGINT"),
         "process_image": _dash_null(
-            f"coalesce({d('NewProcessName')}, {d('Image')}, {d('SourceImage')}, {d('ProcessName')})"),
+            f"coalesce({d('NewProcessName')}, {d('Image')}, {d('SourceImage')}, {d('ProcessName')}, "
+            f"CASE WHEN {wfp} THEN {d('Application')} END)"),
         # A service's ImagePath is the command it runs (often the attack itself: %COMSPEC% /c …).
         "command_line": (f"coalesce({d('CommandLine')}, CASE WHEN {service} "
-                         f"THEN coalesce({d('ImagePath')}, {d('ServiceFileName')}) END)"),
+                         f"THEN coalesce({d('ImagePath')}, {d('ServiceFileName')}) END, "
+                         f"CASE WHEN {ps_host} THEN {d('HostApplication')} END)"),
         "parent_guid": _guid(d("ParentProcessGuid")),
         "parent_pid": _int(
             f"coalesce({d('ParentProcessId')}, CASE WHEN event_id = 4688 THEN {d('ProcessId')} END)", "BIGINT"),
@@ -245,12 +265,12 @@ def _hot_columns(d: Get) -> str:
             f"THEN json_extract_string({d('AccessMask')}, '$[0]') ELSE {d('AccessMask')} END)", "UINTEGER"),
         "object_name": _dash_null(
             f"coalesce({d('ObjectName')}, {d('TargetFilename')}, {d('TargetObject')}, {d('ShareName')}, "
-            f"CASE WHEN {cleared} THEN {d('Channel')} END)"),
+            f"CASE WHEN {cleared} THEN {d('Channel')} WHEN {loaded} THEN {d('ImageLoaded')} END)"),
         "privileges": (
             f"CASE WHEN left(trim({d('PrivilegeList')}), 1) = '[' "
             f"THEN array_to_string(try_cast({d('PrivilegeList')}::JSON AS VARCHAR[]), ' ') "
             f"ELSE nullif(regexp_replace(trim({d('PrivilegeList')}), '\\s+', ' ', 'g'), '-') END"),
-        "service_name": d("ServiceName"),
+        "service_name": f"coalesce({d('ServiceName')}, CASE WHEN {service_state} THEN {d('param1')} END)",
         "task_name": d("TaskName"),
         "script_block_id": _guid(d("ScriptBlockId")),
         "script_part": _int(d("MessageNumber"), "INTEGER"),
@@ -272,7 +292,7 @@ _USER_DATA = _Paths("U", {k: f'$."{k}"' for k in sorted(USER_DATA_KEYS)})
 
 def _shape_select(shape: str, source: str, extract: str, system: dict[str, str], d: Get | None,
                   data: str, doc_is: str, data_paths: _Paths | None = None,
-                  wrap: Callable[[Get], Get] | None = None) -> str:
+                  wrap: Callable[[Get], Get] | None = None, free_text: str = "NULL") -> str:
     """One shape's rows: system columns from `system`, then the hot columns, `data` and `doc_is`.
 
     `doc_is` says where the original document is stored: 'raw' (kept beside `data`), or 'data'
@@ -291,12 +311,16 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     if d is None:
         inner = f"(SELECT *, {_DATA.extract('data')} FROM {inner})"
         d = _DATA.get
-    if wrap is not None:
-        d = wrap(d)
     elif data_paths is not None:
         # Fields some events keep in `data`: one parse of it, and only where there is one.
         listed = data_paths.extract("data").removesuffix(f" AS {data_paths.column}")
         inner = f"(SELECT *, CASE WHEN data IS NOT NULL THEN {listed} END AS {data_paths.column} FROM {inner})"
+    if wrap is not None:
+        d = wrap(d)
+    # Read once, and only for the few events that need it: an expression used in several columns
+    # is computed for every row (DuckDB hoists common subexpressions out of CASE).
+    inner = f"(SELECT *, CASE WHEN {_TEXT_EVENTS} THEN {free_text} END::VARCHAR AS _text FROM {inner})"
+    d = _with_free_text(d)
     # The event-data field names, for the filter language's catalogue. Listed here, in the
     # parallel scan of the batch, rather than by a later pass over the stored documents. A document
     # that is its own event data had its keys listed when it was classified.
@@ -310,6 +334,28 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     {_hot_columns(d)},
     data::JSON AS data, '{doc_is}' AS doc_is, doc, {keys} AS keys, {zone}
   FROM {inner}"""
+
+
+def _with_free_text(d: Get) -> Get:
+    """`d`, plus the fields classic events (Windows PowerShell 400-800) write as `Name=value` lines
+    in their unnamed text (`_text`, see _shape_select's `free_text`)."""
+    def get(key: str) -> str:
+        if key in ("HostApplication", "UserId"):
+            return f"nullif(trim(regexp_extract(_text, '{key}=([^\\r\\n]*)', 1)), '')"
+        return d(key)
+    return get
+
+
+# The events whose unnamed text (`_text`) is read: Windows PowerShell 400-800 in every shape, and
+# the UserData events whose fields NXLog keeps only in the Message (_NXLOG_FALLBACKS).
+_TEXT_EVENTS = (f"((channel = '{WINDOWS_POWERSHELL}' AND event_id IN (400, 403, 600, 800)) "
+                f"OR (channel = 'Security' AND event_id = 1102) OR (channel = 'System' AND event_id = 104) "
+                f"OR (channel = '{RCM_CHANNEL}' AND event_id = 1149) "
+                f"OR (channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25)))")
+
+
+# Unnamed event data (classic providers): winlogbeat names its parts param1, param2, …
+_PARAMS_TEXT = "concat_ws(chr(10), " + ", ".join(f"json_extract_string(data, '$.param{i}')" for i in (1, 2, 3)) + ")"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -356,7 +402,11 @@ def _evtx_select(source: str) -> str:
                 else g("d." + key))
 
     data = f"CASE WHEN {g('user_data')} IS NOT NULL THEN coalesce({user_data}, {g('user_data')}) END"
-    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw", _USER_DATA)
+    text = '$.Event.EventData.Data."#text"'
+    free_text = (f"coalesce(nullif(array_to_string(json_extract_string(doc, '{text}[*]'), chr(10)), ''), "
+                 f"json_extract_string(doc, '{text}'), json_extract_string(doc, '$.Event.EventData.Data'))")
+    return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw", _USER_DATA,
+                         free_text=free_text)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -436,13 +486,13 @@ def _nxlog_select(source: str) -> str:
         return f"coalesce({g('d.' + key)}, CASE {whens} END)" if whens else g("d." + key)
 
     # Stored once: the document verbatim is the event data, so `raw` would only repeat it.
-    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, d, "NULL", "data")
+    return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, d, "NULL", "data",
+                         free_text="json_extract_string(doc, '$.Message')")
 
 
 def _message_line(label: str) -> str:
-    """The value of a `Label: value` line of the rendered Message, read only where it is needed."""
-    return (f"nullif(trim(regexp_extract(json_extract_string(doc, '$.Message'), "
-            f"'(?m)^[ \\t]*{label}:[ \\t]*([^\\r\\n]*)', 1)), '')")
+    """The value of a `Label: value` line of the rendered Message (`_text`)."""
+    return f"nullif(trim(regexp_extract(_text, '(?m)^[ \\t]*{label}:[ \\t]*([^\\r\\n]*)', 1)), '')"
 
 
 # NXLog renders an event's UserData as nothing but its Message: for these events the fields a
@@ -466,8 +516,7 @@ _NXLOG_FALLBACKS: dict[str, list[tuple[str, str]]] = {
     "Param3": [(_NXLOG_RCM, _message_line("Source Network Address"))],
     "User": [(_NXLOG_LSM, _message_line("User"))],
     "Address": [(_NXLOG_LSM, _message_line("Source Network Address"))],
-    "Channel": [(_CLEARED_OTHER, "nullif(regexp_extract(json_extract_string(doc, '$.Message'), "
-                                 "'^The (.+) log file was cleared', 1), '')")],
+    "Channel": [(_CLEARED_OTHER, "nullif(regexp_extract(_text, '^The (.+) log file was cleared', 1), '')")],
 }
 
 
@@ -646,7 +695,7 @@ def _ecs_select(source: str) -> str:
     inner = f"(SELECT *, coalesce(try_cast({g('eid')} AS INTEGER), try_cast({g('code')} AS INTEGER)) AS {_EID} " \
             f"FROM (SELECT *, {_ECS.extract('doc')} FROM {source}))"
     return _shape_select("ecs", inner, "NULL AS _none", system, None,
-                         _merge(_ecs_backfill(), event_data, user_data), "raw")
+                         _merge(_ecs_backfill(), event_data, user_data), "raw", free_text=_PARAMS_TEXT)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -677,7 +726,7 @@ def _wlb6_select(source: str) -> str:
         "user_sid": g("sid"),
     }
     data = _merge("json_extract(doc, '$.event_data')", "json_extract(doc, '$.user_data')")
-    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "raw")
+    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "raw", free_text=_PARAMS_TEXT)
 
 
 # ---------------------------------------------------------------------------------------------------

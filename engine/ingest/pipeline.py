@@ -477,9 +477,11 @@ class _Writer(threading.Thread):
                     FROM _norm WHERE doc_is <> 'data' GROUP BY ks{own_keys}))
                 WHERE k IS NOT NULL GROUP BY k""")
         finally:
-            con.unregister("_batch")
-            con.execute("DROP TABLE IF EXISTS _norm")
-            con.execute("DROP TABLE IF EXISTS _hits")
+            # After a failed statement the transaction refuses these too; the first error is the one to see.
+            with contextlib.suppress(duckdb.Error):
+                con.unregister("_batch")
+                con.execute("DROP TABLE IF EXISTS _norm")
+                con.execute("DROP TABLE IF EXISTS _hits")
 
     def _classify(self, files: dict[int, _File]) -> bool:
         """Classify a JSON batch into _cls and normalise it into _norm; False when nothing in it is
