@@ -312,9 +312,14 @@ class Compiler:
         if "*" in value:
             return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
         if col in ("src_ip", "dst_ip"):
-            # Stored in one spelling: ::1 finds 0:0:0:0:0:0:0:1, 10.0.0.5 finds ::ffff:10.0.0.5. The
-            # value as written is compared too, for cases ingested before addresses were canonical.
-            return f"lower({ref}) IN (lower(?), ?)", [value, canonical_ip(value)]
+            # Stored in one spelling: ::1 finds 0:0:0:0:0:0:0:1, 10.0.0.5 finds ::ffff:10.0.0.5, and an
+            # address without a zone finds it with one (fe80::1 finds fe80::1%10). The value as typed
+            # is compared too: a case ingested before addresses were canonical holds it as written.
+            canonical = canonical_ip(value)
+            if "%" in value:
+                return f"lower({ref}) IN (lower(?), ?)", [value, canonical]
+            return f"(lower({ref}) IN (lower(?), ?) OR split_part(lower({ref}), '%', 1) = ?)", [
+                value, canonical, canonical]
         if col in GUID_COLUMNS:
             # Stored without braces, in lower case; the documents spell them either way.
             return f"{ref} = ?", [value.strip().strip("{}").lower()]

@@ -26,7 +26,7 @@ CORE_COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 HOT_COLUMNS: list[tuple[str, str, str]] = [
-    ("subject_user", "VARCHAR", "SubjectUserName (Sysmon: account part of User)"),
+    ("subject_user", "VARCHAR", "SubjectUserName (Sysmon: account part of User; PowerShell 800/4103: UserId/User)"),
     ("subject_domain", "VARCHAR", "SubjectDomainName (Sysmon: domain part of User)"),
     ("subject_sid", "VARCHAR", "SubjectUserSid"),
     ("subject_logon_id", "UBIGINT", "SubjectLogonId (Sysmon: LogonId)"),
@@ -50,7 +50,8 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("process_guid", "VARCHAR", "ProcessGuid (Sysmon 10: SourceProcessGUID), lower case without braces"),
     ("process_pid", "BIGINT", "the acting/new process: Sysmon ProcessId, 4688 NewProcessId"),
     ("process_image", "VARCHAR", "Image / NewProcessName / ProcessName / SourceImage"),
-    ("command_line", "VARCHAR", "CommandLine / service ImagePath (7045) / ServiceFileName (4697)"),
+    ("command_line", "VARCHAR", "CommandLine / service ImagePath (7045) / ServiceFileName (4697) / "
+                                "PowerShell host application (400-800, 4103)"),
     ("parent_guid", "VARCHAR", "ParentProcessGuid, lower case without braces"),
     ("parent_pid", "BIGINT", "Sysmon ParentProcessId; 4688 ProcessId (the creator)"),
     ("parent_image", "VARCHAR", "ParentImage / ParentProcessName"),
@@ -66,7 +67,7 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("script_block_id", "VARCHAR", "PowerShell ScriptBlockId"),
     ("script_part", "INTEGER", "PowerShell MessageNumber"),
     ("script_parts", "INTEGER", "PowerShell MessageTotal"),
-    ("script_text", "VARCHAR", "PowerShell ScriptBlockText"),
+    ("script_text", "VARCHAR", "PowerShell ScriptBlockText (4104), module logging Payload (4103)"),
     # Added in schema 2.
     ("member_name", "VARCHAR", "group events: the member added or removed (MemberName's CN, or the "
                                "name another event of the case gives its MemberSid)"),

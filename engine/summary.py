@@ -179,6 +179,8 @@ def summarise(row: Mapping[str, Any]) -> str:
     if (channel == "Security" and eid == 1102) or (channel == "System" and eid == 104 and eventlog):
         log = "Security log" if eid == 1102 else f"{g('object_name')} log" if g("object_name") else "event log"
         return f"{log} cleared by {_account(g('subject_domain'), g('subject_user')) or '?'}"
+    if eid == 4103 and g("script_text"):
+        return "module: " + " ".join(str(g("script_text")).split())
     if eid in (4104,) and g("script_text"):
         part = f"[{g('script_part')}/{g('script_parts')}] " if g("script_parts") else ""
         return part + " ".join(str(g("script_text")).split())

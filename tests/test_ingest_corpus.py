@@ -738,3 +738,24 @@ def test_the_object_of_loads_and_service_changes_is_named(corpus_case: CorpusCas
     assert len(rows) > 20
     assert all(stored == raw for stored, raw in rows if raw not in (None, "", "-")), rows[:3]
     assert sum(stored is not None for stored, _ in rows) > 20
+
+
+def test_powershell_module_logging_carries_the_host_command_line_the_user_and_the_payload(
+        corpus_case: CorpusCase) -> None:
+    rows = corpus_case.cursor().execute(f"""
+        SELECT s.shape, e.command_line, e.subject_domain, e.subject_user, e.script_text,
+               {_field('ContextInfo')}, {_field('Payload')}
+        FROM events e JOIN event_data d USING (eid) JOIN sources s USING (source_id)
+        WHERE e.channel = 'Microsoft-Windows-PowerShell/Operational' AND e.event_id = 4103""").fetchall()
+    checked = set()
+    for shape, command_line, domain, user, script_text, context, payload in rows:
+        if context is None:
+            continue  # the winlogbeat module parsed ContextInfo into its own fields
+        values = {name.strip(): value.strip() for name, _, value in
+                  (line.partition(" = ") for line in context.splitlines() if " = " in line)}
+        assert command_line == (values.get("Host Application") or None), shape
+        if values.get("User"):
+            assert f"{domain}\\{user}" == values["User"], shape
+        assert script_text == payload
+        checked.add(shape)
+    assert {"nxlog", "wlb6"} <= checked

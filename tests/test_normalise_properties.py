@@ -229,6 +229,9 @@ def test_an_evtx_time_with_any_offset_is_stored_as_that_instant_in_utc(when: dat
     ("::ffff:10.0.0.5", "10.0.0.5"),
     ("0:0:0:0:0:ffff:a00:5", "10.0.0.5"),
     ("fe80::1%12", "fe80::1%12"),
+    # a dotted IPv4 part stays readable
+    ("::10.0.0.5", "::10.0.0.5"),
+    ("FE80::5EFE:10.0.0.5", "fe80::5efe:10.0.0.5"),
     ("10.0.0.5", "10.0.0.5"),
     ("not an address", "not an address"),
 ])

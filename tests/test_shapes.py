@@ -249,3 +249,90 @@ def test_firewall_image_load_and_service_state_events_fill_their_columns(tmp_pat
         (3, None, None, None, None, None, None, "PSEXESVC"),
         (4, None, None, None, None, None, None, None),
     ]
+
+
+def test_module_logging_context_gives_the_host_command_line_and_user_but_not_the_connected_user(
+        tmp_path: Path) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    context = ("        Severity = Informational\r\n        Host Application = powershell.exe -enc SQBFAFgA\r\n"
+               "        Command Name = Invoke-Expression\r\n        Script Name = \r\n"
+               "        Connected User = EVIL\\remote\r\n        User = CORP\\bob\r\n")
+    doc = evtx_doc(1, 4103, "2020-09-20T10:00:00Z", channel="Microsoft-Windows-PowerShell/Operational",
+                   provider="Microsoft-Windows-PowerShell",
+                   data={"ContextInfo": context, "UserData": "", "Payload": 'CommandInvocation(Invoke-Expression): "iex"'})
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", [doc])])
+        assert case.con.execute("SELECT command_line, subject_domain, subject_user, script_text FROM events"
+                                ).fetchall() == [("powershell.exe -enc SQBFAFgA", "CORP", "bob",
+                                                  'CommandInvocation(Invoke-Expression): "iex"')]
+
+
+def _nxlog_event(record_id: int, event_id: int, channel: str, provider: str, **fields: Any) -> dict[str, Any]:
+    from conftest import nxlog_doc
+
+    doc = nxlog_doc(record_id, event_id, "2020-09-20 06:00:00", "2020-09-20 06:00:01", "2020-09-20T10:00:01Z",
+                    channel=channel, data=fields)
+    doc["SourceName"] = provider
+    return doc
+
+
+def test_a_user_name_with_line_breaks_cannot_forge_the_rdp_client_address_in_nxlog(tmp_path: Path) -> None:
+    from conftest import write_jsonl
+
+    forged = ("Remote Desktop Services: User authentication succeeded:\r\n\r\n"
+              "User: evil\r\nSource Network Address: 10.9.9.9\r\nDomain: \r\n"
+              "Domain: CORP\r\nSource Network Address: 203.0.113.7")
+    doc = _nxlog_event(1, 1149, RCM, "Microsoft-Windows-TerminalServices-RemoteConnectionManager", Message=forged)
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.json", [doc])])
+        assert case.con.execute("SELECT target_user, target_domain, src_ip FROM events").fetchall() == [
+            ("evil", "CORP", "203.0.113.7")]
+
+
+def test_only_the_event_log_service_s_104_names_who_cleared_a_log(tmp_path: Path) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    cleared = _nxlog_event(1, 104, "System", "Microsoft-Windows-Eventlog", Message="The Application log file was cleared.",
+                           AccountName="bob", Domain="CORP", UserID="S-1-5-21-1-2-3-1104")
+    other = _nxlog_event(2, 104, "System", "Microsoft-Windows-Something", Message="The Application log file was cleared.",
+                         AccountName="SYSTEM", Domain="NT AUTHORITY", UserID="S-1-5-18")
+    evtx = evtx_doc(3, 104, "2020-09-20T10:00:02Z", channel="System", provider="Microsoft-Windows-Eventlog",
+                    user_sid="S-1-5-21-1-2-3-1104")
+    del evtx["Event"]["EventData"]
+    evtx["Event"]["UserData"] = {"LogFileCleared": {"SubjectUserName": "bob", "SubjectDomainName": "CORP",
+                                                    "Channel": "Security", "BackupPath": None}}
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.json", [cleared, other]), write_jsonl(tmp_path / "b.jsonl", [evtx])])
+        assert case.con.execute("SELECT record_id, subject_domain, subject_user, subject_sid, object_name "
+                                "FROM events ORDER BY record_id").fetchall() == [
+            (1, "CORP", "bob", "S-1-5-21-1-2-3-1104", "Application"),
+            (2, None, None, None, None),
+            (3, "CORP", "bob", "S-1-5-21-1-2-3-1104", "Security")]
+
+
+@pytest.mark.parametrize("element", ['Log"Cleared', "", "LogFileCleared"])
+def test_any_user_data_element_name_is_read_in_the_attribute_split_layout(tmp_path: Path, element: str) -> None:
+    from conftest import write_jsonl
+
+    doc = {"Event": {"System": {
+        "Provider_attributes": {"Name": "Microsoft-Windows-Eventlog"}, "EventID": 1102, "EventRecordID": 5,
+        "TimeCreated_attributes": {"SystemTime": "2020-09-20T10:00:00Z"}, "Channel": "Security", "Computer": "WS01"},
+        "UserData": {f"{element}_attributes": {"xmlns": "http://manifests.microsoft.com/win/2004/08/windows/eventlog"},
+                     element: {"SubjectUserName": "bob", "SubjectDomainName": "CORP"}}}}
+    with Case(tmp_path / "case.duckdb") as case:
+        report = ingest(case, [write_jsonl(tmp_path / "a.jsonl", [doc])])
+        assert report.records == 1
+        assert case.con.execute("SELECT subject_domain, subject_user FROM events").fetchall() == [("CORP", "bob")]
+
+
+def test_an_azure_row_without_event_data_does_not_take_its_own_channel_for_the_cleared_log(tmp_path: Path) -> None:
+    from conftest import write_jsonl
+
+    base = {"TimeGenerated": "2020-09-20T10:00:00Z", "Computer": "WS01", "Channel": "System", "EventID": 104,
+            "EventSourceName": "Microsoft-Windows-Eventlog", "EventRecordId": 1}
+    with_data = {**base, "EventRecordId": 2, "EventData": '{"Channel": "Application", "SubjectUserName": "bob"}'}
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.json", [base, with_data])])
+        assert case.con.execute("SELECT record_id, object_name FROM events ORDER BY record_id").fetchall() == [
+            (1, None), (2, "Application")]

@@ -51,6 +51,8 @@ DATA_KEYS = [
     "Channel",
     # Windows Filtering Platform (5152-5159), Sysmon 6/7, Service Control Manager 7034-7040
     "SourceAddress", "DestAddress", "DestPort", "Application", "ImageLoaded", "param1",
+    # PowerShell module logging (4103)
+    "ContextInfo", "Payload",
 ]
 WINDOWS_POWERSHELL = "Windows PowerShell"
 # Fields that EVTX keeps in UserData (the object stored as `data`) for some events, and in EventData
@@ -153,6 +155,9 @@ def canonical_ip(text: str) -> str:
         return text
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return str(addr.ipv4_mapped)
+    if isinstance(addr, ipaddress.IPv6Address) and "." in text:
+        # ISATAP, NAT64 and IPv4-compatible forms: the dotted IPv4 part is what a reader looks for.
+        return text.strip().lower()
     return str(addr)
 
 
@@ -194,10 +199,17 @@ def _hot_columns(d: Get) -> str:
     # text: often the only trace of `powershell -enc …` where neither Sysmon nor 4688 is on.
     ps_host = f"(channel = '{WINDOWS_POWERSHELL}' AND event_id IN (400, 403, 600, 800))"
     loaded = f"({sysmon} AND event_id IN (6, 7))"
-    # …and 800 the account that ran the pipeline (UserId=DOMAIN\user).
-    ps_account = d("UserId")
-    ps_user = f"CASE WHEN {ps_host} THEN nullif(string_split({ps_account}, chr(92))[-1], '') END"
-    ps_domain = f"CASE WHEN {ps_host} AND contains({ps_account}, chr(92)) THEN string_split({ps_account}, chr(92))[1] END"
+    # Module logging (4103) writes the same as `Name = value` lines of its ContextInfo.
+    ps_module = ("(channel IN ('Microsoft-Windows-PowerShell/Operational', 'PowerShellCore/Operational') "
+                 "AND event_id = 4103)")
+
+    def context(label: str) -> str:
+        return (f"nullif(trim(regexp_extract({d('ContextInfo')}, '(?m)^[ \\t]*{label} = ([^\\r\\n]*)', 1)), '')")
+
+    # …and 800 and 4103 the account that ran the pipeline (DOMAIN\user).
+    ps_account = f"CASE WHEN {ps_host} THEN {d('UserId')} WHEN {ps_module} THEN {context('User')} END"
+    ps_user = f"nullif(string_split({ps_account}, chr(92))[-1], '')"
+    ps_domain = f"CASE WHEN contains({ps_account}, chr(92)) THEN string_split({ps_account}, chr(92))[1] END"
     explicit = "coalesce(channel = 'Security' AND event_id = 4648, false)"
     member = _dash_null(d("MemberName"))
     # System 104 names the log that was cleared in its data (Security has its own 1102).
@@ -206,7 +218,8 @@ def _hot_columns(d: Get) -> str:
         "utc_time": _utc(d("UtcTime")),
         "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user}, {ps_user})",
         "subject_domain": f"coalesce({_dash_null(d('SubjectDomainName'))}, {sysmon_domain}, {ps_domain})",
-        "subject_sid": _dash_null(d("SubjectUserSid")),
+        # System 104 logs the account that cleared the log as the event's own user.
+        "subject_sid": f"coalesce({_dash_null(d('SubjectUserSid'))}, CASE WHEN {cleared} THEN user_sid END)",
         "subject_logon_id": _int(
             f"coalesce({d('SubjectLogonId')}, CASE WHEN {sysmon} THEN {d('LogonId')} END)", "UBIGINT"),
         "target_user": (f"coalesce({_dash_null(d('TargetUserName'))}, CASE WHEN {rcm} THEN {_dash_null(d('Param1'))} "
@@ -250,7 +263,8 @@ def _hot_columns(d: Get) -> str:
         # A service's ImagePath is the command it runs (often the attack itself: %COMSPEC% /c …).
         "command_line": (f"coalesce({d('CommandLine')}, CASE WHEN {service} "
                          f"THEN coalesce({d('ImagePath')}, {d('ServiceFileName')}) END, "
-                         f"CASE WHEN {ps_host} THEN {d('HostApplication')} END)"),
+                         f"CASE WHEN {ps_host} THEN {d('HostApplication')} "
+                         f"WHEN {ps_module} THEN {context('Host Application')} END)"),
         "parent_guid": _guid(d("ParentProcessGuid")),
         "parent_pid": _int(
             f"coalesce({d('ParentProcessId')}, CASE WHEN event_id = 4688 THEN {d('ProcessId')} END)", "BIGINT"),
@@ -275,7 +289,7 @@ def _hot_columns(d: Get) -> str:
         "script_block_id": _guid(d("ScriptBlockId")),
         "script_part": _int(d("MessageNumber"), "INTEGER"),
         "script_parts": _int(d("MessageTotal"), "INTEGER"),
-        "script_text": d("ScriptBlockText"),
+        "script_text": f"coalesce({d('ScriptBlockText')}, CASE WHEN {ps_module} THEN {d('Payload')} END)",
         # A domain member is a DN (CN=name,OU=…); a local one is often "-" with only the SID.
         "member_name": (f"CASE WHEN {member} LIKE 'CN=%' THEN regexp_replace(regexp_extract({member}, "
                         f"'^CN=((?:[^,\\\\]|\\\\.)+)', 1), '\\\\(.)', '\\1', 'g') ELSE {member} END"),
@@ -384,8 +398,9 @@ def _evtx_select(source: str) -> str:
     # UserData wraps its fields in one provider-specific element (e.g. LogFileCleared): that inner
     # object is the event data. It is rare, so copying it out costs nothing that matters.
     # evtx_dump's attribute-split variant puts the element's attributes in a sibling `<name>_attributes`.
-    user_data = (f"json_extract({g('user_data')}, '$.\"' || list_filter(json_keys({g('user_data')}), "
-                 f"lambda k: NOT ends_with(k, '_attributes'))[1] || '\"')")
+    # Chosen by position, not through a path built from the name: any name is a valid key.
+    user_data = (f"list_filter(list_zip(json_keys({g('user_data')}), json_extract({g('user_data')}, '$.*')), "
+                 f"lambda p: NOT ends_with(p[1], '_attributes'))[1][2]")
     system = {
         "ts": _utc(f"coalesce({g('time')}, {g('time2')})"),
         "host": g("host"),
@@ -490,9 +505,14 @@ def _nxlog_select(source: str) -> str:
                          free_text="json_extract_string(doc, '$.Message')")
 
 
-def _message_line(label: str) -> str:
-    """The value of a `Label: value` line of the rendered Message (`_text`)."""
-    return f"nullif(trim(regexp_extract(_text, '(?m)^[ \\t]*{label}:[ \\t]*([^\\r\\n]*)', 1)), '')"
+def _message_line(label: str, *, last: bool = False) -> str:
+    """The value of a `Label: value` line of the rendered Message (`_text`). `last` takes the last
+    such line: the lines after a client-chosen value (1149's User) cannot be forged by a user name
+    with line breaks in it, the lines before them can."""
+    pattern = f"'(?m)^[ \\t]*{label}:[ \\t]*([^\\r\\n]*)'"
+    found = (f"regexp_extract_all(_text, {pattern}, 1)[-1]" if last
+             else f"regexp_extract(_text, {pattern}, 1)")
+    return f"nullif(trim({found}), '')"
 
 
 # NXLog renders an event's UserData as nothing but its Message: for these events the fields a
@@ -501,21 +521,24 @@ def _message_line(label: str) -> str:
 # only the log; the account that cleared it is the event's own user (UserID), which NXLog also
 # writes as AccountName and Domain.
 _CLEARED_SECURITY = "(channel = 'Security' AND event_id = 1102)"
-_CLEARED_OTHER = "(channel = 'System' AND event_id = 104)"
+_CLEARED_OTHER = ("(channel = 'System' AND event_id = 104 "
+                  "AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog'))")
 _NXLOG_RCM = f"(channel = '{RCM_CHANNEL}' AND event_id = 1149)"
 _NXLOG_LSM = f"(channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25))"
 _NXLOG_FALLBACKS: dict[str, list[tuple[str, str]]] = {
-    "SubjectUserSid": [(_CLEARED_SECURITY, _message_line("Security ID")), (_CLEARED_OTHER, "user_sid")],
+    # A Message rendered with names resolved says CORP\bob here: only a SID is a SID.
+    "SubjectUserSid": [(_CLEARED_SECURITY, f"CASE WHEN {_message_line('Security ID')} LIKE 'S-1-%' "
+                                           f"THEN {_message_line('Security ID')} END")],
     "SubjectUserName": [(_CLEARED_SECURITY, _message_line("Account Name")),
                         (_CLEARED_OTHER, "json_extract_string(doc, '$.AccountName')")],
     "SubjectDomainName": [(_CLEARED_SECURITY, _message_line("Domain Name")),
                           (_CLEARED_OTHER, "json_extract_string(doc, '$.Domain')")],
     "SubjectLogonId": [(_CLEARED_SECURITY, _message_line("Logon ID"))],
     "Param1": [(_NXLOG_RCM, _message_line("User"))],
-    "Param2": [(_NXLOG_RCM, _message_line("Domain"))],
-    "Param3": [(_NXLOG_RCM, _message_line("Source Network Address"))],
+    "Param2": [(_NXLOG_RCM, _message_line("Domain", last=True))],
+    "Param3": [(_NXLOG_RCM, _message_line("Source Network Address", last=True))],
     "User": [(_NXLOG_LSM, _message_line("User"))],
-    "Address": [(_NXLOG_LSM, _message_line("Source Network Address"))],
+    "Address": [(_NXLOG_LSM, _message_line("Source Network Address", last=True))],
     "Channel": [(_CLEARED_OTHER, "nullif(regexp_extract(_text, '^The (.+) log file was cleared', 1), '')")],
 }
 
