@@ -296,6 +296,9 @@ class Compiler:
                                       f'in hex: 0x{value.strip()}', t.position, t.text)
                 value = "0x" + value.strip()
             number = _parse_number(value)
+            if number is None and col == "event_id":
+                raise FilterError(f'{t.field}: "{value}" is not an event ID (a number from 0 to {MAX_EVENT_ID})',
+                                  t.position, t.text)
             if number is None:
                 raise FilterError(f'{t.field}: "{value}" is not a number (decimal or 0x hex, 64-bit)',
                                       t.position, t.text)

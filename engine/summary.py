@@ -87,6 +87,14 @@ def summarise(row: Mapping[str, Any]) -> str:
             via = f" via {_base(g('process_image'))}" if g("process_image") else ""
             return f"{_account(g('subject_domain'), g('subject_user'))} as {who} → {server or '?'}{via}"
         parts = [who]
+        if eid == 4625:
+            # Why it failed comes right after who: the summary column is narrow at 80 columns. The
+            # meaning is the most specific code's; the codes follow in Windows' order (Status/SubStatus).
+            status, sub = g("status"), g("substatus")
+            if sub not in (None, 0) and sub != status:
+                parts.append(f"{decode.ntstatus(sub) or 'failed'} ({_hex(status)}/{_hex(sub)})")
+            elif status is not None:
+                parts.append(f"{decode.ntstatus(status) or 'failed'} ({_hex(status)})")
         lt = g("logon_type")
         if lt is not None:
             parts.append(f"type {lt} {decode.logon_type(lt) or ''}".strip())
@@ -94,11 +102,7 @@ def summarise(row: Mapping[str, Any]) -> str:
             parts.append(str(g("auth_package")))
         if g("src_ip") or g("workstation"):
             parts.append(_from(g("src_ip"), g("workstation")))
-        if eid == 4625:
-            code = g("substatus") if g("substatus") not in (None, 0) else g("status")
-            if code is not None:
-                parts.append(f"{_hex(code)} {decode.ntstatus(code) or ''}".strip())
-        return "  ".join(parts)
+        return "  ".join(p for p in parts if p)
     if _rdp(channel, eid):
         # Who connected and from where first, then which step of the RDP session this is: the
         # timeline's summary column is narrow at 80 columns.
@@ -132,13 +136,14 @@ def summarise(row: Mapping[str, Any]) -> str:
         else:
             meaning = decode.kerberos_status(status)
         parts = [str(g("target_user") or "")]
+        if status is not None:
+            # The result right after who, as for 4625: the summary column is narrow at 80 columns.
+            parts.append(f"{meaning} ({_hex(status)})" if meaning else _hex(status))
         if eid == 4769 and g("service_name"):
             parts.append(f"ticket for {g('service_name')}")
         if g("src_ip") or g("workstation"):
             # 4776 names the client machine only (Workstation): the source of a spray on a DC.
             parts.append(f"from {g('src_ip') or g('workstation')}")
-        if status is not None:
-            parts.append(f"{_hex(status)} {meaning or ''}".strip())
         return "  ".join(p for p in parts if p)
     if (channel == "Security" and eid == 4688) or (sysmon and eid == 1):
         # Before Windows 10 a 4688 names its parent by PID only.
@@ -184,12 +189,15 @@ def summarise(row: Mapping[str, Any]) -> str:
     if eid in (4104,) and g("script_text"):
         part = f"[{g('script_part')}/{g('script_parts')}] " if g("script_parts") else ""
         return part + " ".join(str(g("script_text")).split())
-    if sysmon and eid in (11, 12, 13, 14, 23, 26):
+    if sysmon and eid in (9, 11, 12, 13, 14, 15, 17, 18, 23, 26):
         return f"{_base(g('process_image'))} → {g('object_name') or ''}"
-    if g("target_user") or g("subject_user"):
-        return f"{_account(g('subject_domain'), g('subject_user'))} → {_account(g('target_domain'), g('target_user'))}"
-    name = decode.event_name(channel, eid)
-    return name or ""
+    name = decode.event_name(channel, eid) or ""
+    subject, target = _account(g("subject_domain"), g("subject_user")), _account(g("target_domain"), g("target_user"))
+    if subject and target:
+        return f"{subject} → {target}"
+    if subject or target:
+        return f"{subject or target}  {name}".strip()
+    return name
 
 
 def user_of(row: Mapping[str, Any]) -> str:

@@ -299,10 +299,16 @@ NICE_BUCKETS = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 *
                 7 * 86400, 30 * 86400, 365 * 86400]
 
 
+# 1102 is the Security log's own "cleared"; System 104 from the Eventlog provider names another log.
+# Other providers reuse 104 (RdpCoreTS: a connection), and 1100 is the service shutting down.
+LOG_CLEARED = ("((channel = 'Security' AND event_id = 1102) OR (channel = 'System' AND event_id = 104 "
+               "AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog')))")
+
+
 @dataclass
 class Histogram:
     bucket_seconds: int
-    buckets: list[tuple[datetime, int, int]]  # start, events, log-clear events (1102/104/1100)
+    buckets: list[tuple[datetime, int, int]]  # start, events, log clears (Security 1102, System 104)
 
 
 def histogram(cur: Cursor, view: View, max_buckets: int = 60) -> Histogram:
@@ -316,7 +322,7 @@ def histogram(cur: Cursor, view: View, max_buckets: int = 60) -> Histogram:
     size = next((b for b in NICE_BUCKETS if span / b <= max_buckets), NICE_BUCKETS[-1])
     data = cur.execute(
         f"""SELECT time_bucket(to_seconds(?), ts, TIMESTAMP '1970-01-01') AS b, count(*),
-                   count(*) FILTER (WHERE event_id IN (1102, 104, 1100) AND channel IN ('Security', 'System'))
+                   count(*) FILTER (WHERE {LOG_CLEARED})
             FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {in_view} GROUP BY b ORDER BY b""",
         [size, *params]).fetchall()
     return Histogram(size, [(b, int(n), int(c)) for b, n, c in data])

@@ -248,8 +248,12 @@ def test_unclosed_quote_is_reported_where_the_quote_opens() -> None:
 def test_text_where_a_number_is_expected_is_reported() -> None:
     with pytest.raises(FilterError) as info:
         compile_filter("event_id:abc")
-    assert '"abc" is not a number' in str(info.value)
+    assert '"abc" is not an event ID (a number from 0 to 65535)' in str(info.value)
     assert info.value.position == 0
+    with pytest.raises(FilterError) as info:
+        compile_filter("eid:4624 logon_type:abc")
+    assert '"abc" is not a number' in str(info.value)
+    assert info.value.position == 9
 
 
 @pytest.mark.parametrize("text", [

@@ -35,3 +35,32 @@ def test_the_time_span_of_a_view_skips_filetime_zero_and_missing_times(tmp_path:
         assert views.time_span(cur, only_late) == (datetime(2024, 3, 12, 9, 30), datetime(2024, 3, 12, 9, 30))
         nothing_real = views.resolve(cur, "record_id:1,4")
         assert views.time_span(cur, nothing_real) == (None, None)
+
+
+def test_the_failed_logon_and_log_cleared_presets_hold_only_what_their_titles_say(tmp_path: Path) -> None:
+    from conftest import evtx_doc, write_jsonl
+
+    from tui.keymap import load_keymap
+
+    t = "2024-03-12T08:00:00Z"
+    docs = [
+        evtx_doc(1, 4625, t, data={"TargetUserName": "a", "Status": "0xc000006d"}),
+        evtx_doc(2, 4776, t, data={"TargetUserName": "b", "Status": "0xc000006a"}),
+        evtx_doc(3, 4776, t, data={"TargetUserName": "c", "Status": "0x0"}),  # a successful validation
+        evtx_doc(4, 1102, t, provider="Microsoft-Windows-Eventlog"),
+        evtx_doc(5, 104, t, channel="System", provider="Microsoft-Windows-Eventlog"),
+        evtx_doc(6, 1100, t, provider="Microsoft-Windows-Eventlog"),  # the service shut down
+        evtx_doc(7, 104, t, channel="System", provider="Microsoft-Windows-Something"),
+    ]
+    presets = load_keymap(user_config=False).presets
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "e.jsonl", docs)])
+        cur = case.cursor()
+
+        def records(text: str) -> set[int]:
+            view = views.resolve(cur, text)
+            return {int(r["record_id"]) for r in views.window(cur, view, 0, view.count)}
+
+        assert records(presets["failed_logons"].filter) == {1, 2}
+        assert records(presets["log_cleared"].filter) == {4, 5}
+        assert sum(c for _, _, c in views.histogram(cur, views.resolve(cur, "")).buckets) == 2

@@ -53,6 +53,8 @@ DATA_KEYS = [
     "SourceAddress", "DestAddress", "DestPort", "Application", "ImageLoaded", "param1",
     # PowerShell module logging (4103)
     "ContextInfo", "Payload",
+    # Sysmon 17/18 (named pipes) and 9 (raw disk reads)
+    "PipeName", "Device",
 ]
 WINDOWS_POWERSHELL = "Windows PowerShell"
 # Fields that EVTX keeps in UserData (the object stored as `data`) for some events, and in EventData
@@ -279,7 +281,9 @@ def _hot_columns(d: Get) -> str:
             f"THEN json_extract_string({d('AccessMask')}, '$[0]') ELSE {d('AccessMask')} END)", "UINTEGER"),
         "object_name": _dash_null(
             f"coalesce({d('ObjectName')}, {d('TargetFilename')}, {d('TargetObject')}, {d('ShareName')}, "
-            f"CASE WHEN {cleared} THEN {d('Channel')} WHEN {loaded} THEN {d('ImageLoaded')} END)"),
+            f"CASE WHEN {cleared} THEN {d('Channel')} WHEN {loaded} THEN {d('ImageLoaded')} "
+            f"WHEN {sysmon} AND event_id IN (17, 18) THEN {d('PipeName')} "
+            f"WHEN {sysmon} AND event_id = 9 THEN {d('Device')} END)"),
         "privileges": (
             f"CASE WHEN left(trim({d('PrivilegeList')}), 1) = '[' "
             f"THEN array_to_string(try_cast({d('PrivilegeList')}::JSON AS VARCHAR[]), ' ') "

@@ -38,6 +38,11 @@ def help_text(keymap: Keymap) -> Text:
         out.append(f"\n{SCREEN_TITLES.get(screen, screen)}\n", style="bold underline")
         for action, description in actions.items():
             keys = keymap.display(screen, action) or "(unbound)"
+            if len(keys) >= key_width:
+                # Too many keys for the column: the description goes on its own line.
+                out.append(f"  {keys}\n", style="bold")
+                out.append(f"{indent}{description}\n")
+                continue
             out.append(f"  {keys:<{key_width}}", style="bold")
             out.append(f"{description}\n")
     out.append("\nFilter language\n", style="bold underline")

@@ -89,7 +89,7 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
         title.append(f" {total:,} events", style="bold")
         title.append(f" in {len(hist.buckets)} buckets of {bucket_label(hist.bucket_seconds)}")
         if clears:
-            title.append(f"   ⚠ {clears} log clear(s) (1102/104/1100)", style="bold red")
+            title.append(f"   ⚠ {clears} log clear(s) (1102/104)", style="bold red")
         title.append("\n Enter narrows the timeline to a bucket · q back", style="dim")
         self.query_one("#hist-title", Static).update(title)
         options = self.query_one(KeyList)

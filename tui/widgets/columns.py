@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.cells import cell_len
+
 from engine.schema import COLUMN_TYPES, EVENT_COLUMN_NAMES
 
-from ..safe_text import escape, to_str
+from ..safe_text import escape, fit, to_str
 
 # Derived columns computed by engine.views.window, plus the formatted time.
 DERIVED = ("time", "summary", "user", "process")
@@ -157,6 +159,14 @@ def cell_text(row: dict[str, Any], column: str, local: bool = False) -> str:
     return escape(value)
 
 
+def fit_cell(text: str, column: str, width: int) -> str:
+    """Escaped cell text cut to `width`. An account too long for the user column loses its domain
+    first: seven sprayed accounts must not all read `theshire.local\\lrod…`."""
+    if column == "user" and "\\" in text and cell_len(text) > width:
+        text = text.rsplit("\\", 1)[1]
+    return fit(text, width)
+
+
 def source_column(row: dict[str, Any] | None, column: str) -> str | None:
     """The events column a displayed column comes from, for `+`/`-` and frequency.
 
@@ -188,41 +198,51 @@ GUTTER = 2  # mark glyph + space
 
 
 def layout(columns: list[str], width: int) -> list[Placed]:
-    """Fit `columns` into `width` cells; the order of `columns` is their importance.
+    """Fit `columns` into `width` cells, shown in the order given.
 
-    The flexible column (summary, else the last one) always gets its minimum. Columns listed
-    before it come first, at their preferred width (the first that does not fit gets what is left
-    if that is at least its minimum; later ones are dropped). Then the flexible column grows to its
-    preferred width, and only then do the columns listed after it get a place. Spare width goes to
-    the flexible column.
+    Which columns get a place goes by priority: in priority order each column takes its minimum
+    width, and the flexible column (summary, else the last one) its preferred width, because it
+    carries what tells events apart; a column that does not fit is dropped. Then the columns grow
+    toward their preferred widths, again in priority order, and what is left goes to the flexible
+    column. At 80 columns that keeps time, event id, host and a readable summary, and drops the
+    columns a summary repeats (user, process).
     """
     specs = [spec(c) for c in dict.fromkeys(c for c in columns if c)]
     if not specs:
         return []
     avail = max(10, width - GUTTER)
     flex = next((s for s in specs if s.flex), specs[-1])
-    widths: dict[str, int] = {flex.name: min(flex.minimum, avail)}
-    used = widths[flex.name]
+    ranked = sorted(specs, key=lambda s: -s.priority)  # stable: equal priorities keep their order
+    widths: dict[str, int] = {}
+    used = 0  # every column but the flexible one is followed by a one-cell gap
 
-    def add(group: list[ColumnSpec]) -> None:
-        nonlocal used
-        for s in group:
-            room = avail - used - 1
-            if room >= s.pref:
-                widths[s.name] = s.pref
-            elif room >= s.minimum:
-                widths[s.name] = room
-            else:
-                return
-            used += widths[s.name] + 1
+    def cost(s: ColumnSpec, w: int) -> int:
+        return w if s is flex else w + 1
 
-    at = specs.index(flex)
-    add(specs[:at])
-    grow = max(0, min(flex.pref - widths[flex.name], avail - used))
-    widths[flex.name] += grow
-    used += grow
-    add(specs[at + 1:])
-    widths[flex.name] += avail - used
+    for s in ranked:
+        want = min(flex.pref, avail) if s is flex else s.minimum
+        if used + cost(s, want) <= avail:
+            widths[s.name] = want
+        elif s is flex:
+            widths[s.name] = max(min(flex.minimum, avail), avail - used)
+        else:
+            continue
+        used += cost(s, widths[s.name])
+    if flex.name in widths and used > avail:
+        # The flexible column took its minimum past the edge: drop the least important others.
+        for s in reversed(ranked):
+            if used <= avail:
+                break
+            if s is not flex and s.name in widths:
+                used -= cost(s, widths.pop(s.name))
+    for s in ranked:
+        if s is flex or s.name not in widths:
+            continue
+        grow = max(0, min(s.pref - widths[s.name], avail - used))
+        widths[s.name] += grow
+        used += grow
+    if flex.name in widths:
+        widths[flex.name] += max(0, avail - used)
     placed: list[Placed] = []
     x = GUTTER
     for s in specs:

@@ -27,7 +27,7 @@ from engine import views
 
 from ..safe_text import fit
 from ..session import Session
-from .columns import DEFAULT_COLUMNS, Placed, cell_text, layout, local_offset_label
+from .columns import DEFAULT_COLUMNS, Placed, cell_text, fit_cell, layout, local_offset_label
 
 BLOCK = 256
 MAX_BLOCKS = 24  # ~6k rows (a row is ~5 KB of Python objects)
@@ -438,7 +438,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
             if col.x > x:
                 segments.append(Segment(" " * (col.x - x), row_style))
                 x = col.x
-            text = fit(cell_text(row, col.name, self.local_time), col.width)
+            text = fit_cell(cell_text(row, col.name, self.local_time), col.name, col.width)
             style = cell_style if (is_cursor and i == self.focus_column) else row_style
             segments.extend(self._highlight(text, style, match_style))
             x += col.width

@@ -1,0 +1,35 @@
+"""Timeline columns at the sizes responders use: what survives at 80 columns, and how a cell is cut."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.keymap import load_keymap
+from tui.widgets.columns import DEFAULT_COLUMNS, fit_cell, layout
+
+
+def _widths(columns: list[str], width: int) -> dict[str, int]:
+    return {p.name: p.width for p in layout(columns, width)}
+
+
+@pytest.mark.parametrize("preset", [None, "failed_logons", "lsass_access", "logons", "rdp"])
+def test_at_80_columns_the_summary_keeps_a_readable_width_beside_time_id_and_host(preset: str | None) -> None:
+    columns = DEFAULT_COLUMNS if preset is None else load_keymap(user_config=False).presets[preset].columns
+    widths = _widths(columns, 80)
+    assert widths["summary"] >= 40
+    assert {"time", "event_id", "host"} <= set(widths)
+    assert sum(w + 1 for w in widths.values()) + 1 <= 80
+
+
+def test_wider_terminals_give_the_preset_columns_back_in_the_order_given() -> None:
+    columns = load_keymap(user_config=False).presets["failed_logons"].columns
+    placed = [p.name for p in layout(columns, 120)]
+    assert placed == [c for c in columns if c in placed]
+    assert {"user", "src_ip", "summary"} <= set(placed)
+    assert all(p.x + p.width <= 120 for p in layout(columns, 120))
+
+
+def test_an_account_too_long_for_the_user_column_loses_its_domain_first() -> None:
+    assert fit_cell("theshire.local\\lrodriguez", "user", 12).rstrip() == "lrodriguez"
+    assert fit_cell("CORP\\bob", "user", 12).rstrip() == "CORP\\bob"
+    assert fit_cell("theshire.local\\lrodriguez", "host", 12) == "theshire.lo…"
