@@ -383,3 +383,35 @@ def test_an_export_filter_that_starts_with_an_exclusion_is_not_taken_for_an_outp
     assert code == 0, err
     assert sorted(json.loads(line)["record_id"] for line in out.read_text().splitlines()) == [2, 4]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.jsonl", "events.jsonl", "case.duckdb"])
+
+
+def test_csv_printed_to_a_terminal_shows_control_characters_escaped_but_piped_csv_keeps_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    hostile = evtx_doc(1, 4688, "2020-09-20T10:00:00Z", data={
+        "NewProcessName": "C:\\x.exe", "CommandLine": "a \x1b]0;PWNED\x07 \x1b[2J \u202e b"})
+    path = tmp_path / "case.duckdb"
+    run(capsys, "ingest", str(path), str(write_jsonl(tmp_path / "e.jsonl", [hostile])), "--quiet")
+    _, piped, _ = run(capsys, "query", str(path), "", "--format", "csv", "--columns", "command_line")
+    assert "\x1b]0;PWNED\x07" in piped
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    _, shown, _ = run(capsys, "query", str(path), "", "--format", "csv", "--columns", "command_line")
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert "␛]0;PWNED\\x07" in shown
+
+
+def test_jsonl_escapes_what_a_terminal_would_act_on_and_stays_the_same_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "x \x9b2J \u202e y \x1b[1m"
+    path = tmp_path / "case.duckdb"
+    run(capsys, "ingest", str(path), str(write_jsonl(tmp_path / "e.jsonl", [
+        evtx_doc(1, 4688, "2020-09-20T10:00:00Z", data={"CommandLine": text})])), "--quiet")
+    _, out, _ = run(capsys, "query", str(path), "", "--format", "jsonl", "--columns", "command_line")
+    assert "\x9b" not in out and "\u202e" not in out and "\x1b" not in out
+    assert json.loads(out) == {"command_line": text}
+
+
+def test_the_ingest_report_shows_file_names_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = tmp_path / "evil\x1b]0;PWNED\x07.txt"
+    evil.write_text("not a log\n")
+    _, out, err = run(capsys, "ingest", str(tmp_path / "case.duckdb"), str(evil), "--quiet")
+    assert "\x1b" not in err + out and "␛]0;PWNED\\x07.txt" in err

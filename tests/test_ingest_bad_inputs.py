@@ -581,3 +581,134 @@ def test_an_offset_shown_only_by_a_later_batch_still_shifts_the_events_before_it
     assert got == {1: "06:30", 2: "06:31", 3: "06:36", 4: "06:40", 5: "02:41"}
     notes = [p.message for p in report.files[0].problems]
     assert len(notes) == 1 and notes[0].startswith("1 events of other are timed by TimeCreated")
+
+
+# -- from an audit with hostile and damaged evidence ------------------------------------------------
+VELOCIDEX_SECURITY = CORPUS / "evtx/velocidex-evtx/testdata/Security.evtx"
+# An offset inside a template of that file's chunk 3: one byte there damages an element name of
+# every record using the template.
+TEMPLATE_BYTE = 0x71695
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(("byte", "stored", "skipped"), [(0x0F, 739, 0), (0x22, 652, 87)],
+                         ids=["control-character", "quote"])
+def test_a_record_the_parser_renders_as_broken_json_is_repaired_or_skipped_alone(
+        corpus: Path, tmp_path: Path, byte: int, stored: int, skipped: int) -> None:
+    data = bytearray(VELOCIDEX_SECURITY.read_bytes())
+    data[TEMPLATE_BYTE] = byte
+    damaged = tmp_path / "damaged.evtx"
+    damaged.write_bytes(bytes(data))
+    good = write_jsonl(tmp_path / "good.jsonl", [logon(1), logon(2)])
+    report = ingest_into(tmp_path / "case.duckdb", [damaged, good])
+    result = result_for(report, damaged)
+    assert (result.records, result.skipped) == (stored, skipped)
+    assert result_for(report, good).records == 2
+    word = "kept" if skipped == 0 else "skipped"
+    assert any("record " in p.location and f"damaged EVTX record {word}" in p.message for p in result.problems)
+
+
+def test_a_damaged_gzip_keeps_what_decodes_before_the_damage(tmp_path: Path) -> None:
+    lines = [json.dumps(logon(i)) for i in range(1, 3001)]
+    packed = bytearray(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    middle = tmp_path / "middle.jsonl.gz"
+    corrupt = bytearray(packed)
+    corrupt[len(corrupt) // 2: len(corrupt) // 2 + 64] = b"\xff" * 64
+    middle.write_bytes(bytes(corrupt))
+    checksum = tmp_path / "checksum.jsonl.gz"
+    packed[-8] ^= 1  # the CRC of the trailer
+    checksum.write_bytes(bytes(packed))
+    report = ingest_into(tmp_path / "case.duckdb", [middle, checksum], dedupe=False)
+    damaged = result_for(report, middle)
+    # Damaged deflate data is either refused where it breaks or decoded into garbage lines that the
+    # checksum then condemns: either way what came before is kept and the gzip damage is named.
+    assert damaged.records > 1000
+    assert any("corrupt gzip data" in p.message or "checksum does not match" in p.message for p in damaged.problems)
+    whole = result_for(report, checksum)
+    assert whole.records == 3000 and any("checksum does not match" in p.message for p in whole.problems)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_exports_from_powershell_are_read_like_utf8(tmp_path: Path, encoding: str) -> None:
+    array = tmp_path / "export.json"
+    array.write_bytes(json.dumps([logon(1), logon(2, "bob")], indent=4).replace("\n", "\r\n").encode(encoding))
+    lines = tmp_path / "export.jsonl.gz"
+    lines.write_bytes(gzip.compress("\n".join(json.dumps(logon(i, "carol")) for i in (3, 4)).encode(encoding)))
+    report = ingest_into(tmp_path / "case.duckdb", [array, lines])
+    assert report.records == 4 and report.skipped == 0
+    with Case(tmp_path / "case.duckdb") as case:
+        assert case.cursor().execute("SELECT list(target_user ORDER BY record_id) FROM events").fetchall()[0][0] == [
+            "alice", "bob", "carol", "carol"]
+
+
+def test_a_broken_document_in_a_one_line_array_loses_only_itself(tmp_path: Path) -> None:
+    parts = [json.dumps(logon(i)) for i in range(1, 6)]
+    parts[1] = parts[1].replace('"EventID":', '"EventID" ', 1)
+    path = tmp_path / "compressed.json"
+    path.write_text("[" + ",".join(parts) + "]")
+    report = ingest_into(tmp_path / "case.duckdb", [path])
+    assert (report.records, report.skipped) == (4, 1)
+    assert stored_record_ids(tmp_path / "case.duckdb") == [1, 3, 4, 5]
+
+
+def test_arrays_appended_to_one_file_are_all_read_and_text_after_them_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "appended.json"
+    path.write_text(json.dumps([logon(1), logon(2)], indent=2) + "\n" + json.dumps([logon(3)], indent=2)
+                    + "\nnot json\n")
+    report = ingest_into(tmp_path / "case.duckdb", [path])
+    assert (report.records, report.skipped) == (3, 1)
+    assert "malformed JSON" in report.files[0].problems[0].message
+
+
+def test_a_document_nested_too_deeply_is_skipped_and_the_file_goes_on(tmp_path: Path) -> None:
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(logon(1), indent=1) + "\n" + deep + "\n" + json.dumps(logon(2), indent=1) + "\n")
+    report = ingest_into(tmp_path / "case.duckdb", [path])
+    assert (report.records, report.skipped) == (2, 1)
+    assert "nested too deeply" in report.files[0].problems[0].message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_file_that_cannot_be_read_is_reported_and_the_others_are_ingested(tmp_path: Path) -> None:
+    good = write_jsonl(tmp_path / "ev" / "good.jsonl", [logon(1)])
+    locked = write_jsonl(tmp_path / "ev" / "locked.jsonl", [logon(2)])
+    locked.chmod(0)
+    try:
+        report = ingest_into(tmp_path / "case.duckdb", [tmp_path / "ev"])
+    finally:
+        locked.chmod(0o600)
+    assert result_for(report, good).records == 1
+    assert "cannot read" in (result_for(report, locked).message or "")
+
+
+def test_a_symlink_loop_is_named_as_such(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    report = ingest_into(tmp_path / "case.duckdb", [loop, write_jsonl(tmp_path / "a.jsonl", [logon(1)])])
+    assert report.records == 1 and report.missing == [f"{loop} (a symbolic link to nothing, or in a loop)"]
+
+
+def test_ingesting_the_directory_that_holds_the_case_leaves_the_case_file_out(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "a.jsonl", [logon(1)])
+    ingest_into(tmp_path / "case.duckdb", [tmp_path / "a.jsonl"])
+    report = ingest_into(tmp_path / "case.duckdb", [tmp_path])
+    assert [Path(f.path).name for f in report.files] == ["a.jsonl"]
+
+
+@pytest.mark.corpus
+def test_a_truncated_evtx_file_is_noted_as_cut_short(corpus: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.evtx"
+    cut.write_bytes(VELOCIDEX_SECURITY.read_bytes()[: 4096 + 3 * 65536 + 12345])
+    report = ingest_into(tmp_path / "case.duckdb", [cut])
+    assert report.records > 0
+    assert any("cut short" in p.message for p in report.files[0].problems)
+
+
+@pytest.mark.corpus
+def test_python_evtx_reads_the_chunks_beyond_the_header_count_as_the_rust_parser_does(
+        corpus: Path, tmp_path: Path) -> None:
+    rust = ingest_into(tmp_path / "rust.duckdb", [VELOCIDEX_SECURITY])
+    python = ingest_into(tmp_path / "python.duckdb", [VELOCIDEX_SECURITY], parser="python-evtx")
+    assert python.records == rust.records == 739
+    assert python.skipped == 0

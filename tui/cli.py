@@ -178,14 +178,22 @@ def _run_ingest(case: Any, paths: list[str], *, parser: str, dedupe: bool, quiet
 
 
 def _print_ingest_report(report: Any) -> None:
+    # Paths and messages are shown escaped: a file name can carry terminal escape sequences too.
     err = sys.stderr
     for path in report.missing:
-        print(f"{path}: no such file or directory", file=err)
+        print(f"{_cell(path, 400)}: no such file or directory", file=err)
+    for problem in report.unreadable:
+        print(_cell(problem, 600), file=err)
+    repeated = [f for f in report.files if f.status == "already in case"]
+    for f in repeated if len(repeated) <= 10 else []:
+        print(f"{_cell(f.path, 400)}: already in case ({_cell(f.message or '', 400)})", file=err)
     for f in report.files:
         if f.status == "skipped":
-            print(f"{f.message or f.path + ': skipped'}", file=err)
-        elif f.skipped:
-            print(f"{f.path}: {f.skipped} damaged record(s) or line(s) skipped, {f.records} stored", file=err)
+            print(_cell(f.message or f.path + ": skipped", 600), file=err)
+        elif f.skipped or f.problems:
+            head = (f"{f.skipped} damaged record(s) or line(s) skipped, {f.records} stored" if f.skipped
+                    else f"{f.records} stored, with a note")
+            print(f"{_cell(f.path, 400)}: {head}", file=err)
             for p in f.problems[:5]:
                 print(f"  {_cell(str(p), 400)}", file=err)
             if len(f.problems) > 5:
@@ -294,12 +302,21 @@ def _query_with_progress(views: Any, cur: Any, args: argparse.Namespace, limit: 
     """A search of the original documents takes seconds on a large case: say how far it is."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("searching every field"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TextColumn("(Ctrl-C stops)"), transient=True,
-                  console=_stderr_console()) as bar:
-        task = bar.add_task("search", total=1.0)
+    bar = Progress(TextColumn("searching every field"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TimeElapsedColumn(), TextColumn("(Ctrl-C stops)"), transient=True, console=_stderr_console())
+    task = bar.add_task("search", total=1.0)
+
+    def progress(done: float) -> None:
+        # Shown only once a search of the documents reports: a filter on typed columns never does.
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done)
+
+    try:
         return views.query(cur, args.filter, limit=limit, offset=args.offset,  # type: ignore[no-any-return]
-                           on_progress=lambda done: bar.update(task, completed=done))
+                           on_progress=progress)
+    finally:
+        bar.stop()
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -428,14 +445,27 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: b
     if fmt == "jsonl":
         import orjson
 
+        from tui.safe_text import json_safe
+
         for r in rows:
-            out.write(orjson.dumps({c: r.get(c) for c in columns}, default=str,
-                                   option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+            out.write(json_safe(orjson.dumps({c: r.get(c) for c in columns}, default=str,
+                                             option=orjson.OPT_NON_STR_KEYS).decode()) + "\n")
     elif fmt == "csv":
+        # Piped, the values go out as stored; printed to a terminal, control characters in event
+        # text are shown escaped instead of being obeyed (clear screen, set the clipboard…).
+        from tui.safe_text import escape
+
+        def raw(v: Any) -> Any:
+            return "" if v is None else v
+
+        def shown(v: Any) -> Any:
+            return "" if v is None else escape(v, limit=None) if isinstance(v, str) else v
+
+        cell = shown if out.isatty() else raw
         w = csv.writer(out)
-        w.writerow(columns)
+        w.writerow([cell(c) for c in columns])
         for r in rows:
-            w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+            w.writerow([cell(r.get(c)) for c in columns])
     else:
         from rich.console import Console
         from rich.table import Table

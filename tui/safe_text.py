@@ -57,6 +57,16 @@ def escape(value: Any, limit: int | None = CELL_LIMIT) -> str:
     return text + ELLIPSIS if cut else text
 
 
+# What JSON leaves raw but a terminal acts on: C1 controls (U+009B is a CSI on its own), bidi and
+# line-separator characters. Written as \\u escapes the JSON stays equal, and `cat` stays safe.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the characters a terminal would act on escaped (same JSON value)."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
 def escape_lines(value: Any, limit: int | None = DETAIL_LIMIT, tab: str = "    ") -> list[str]:
     """Multi-line plain text for the detail pane: CRLF/LF break lines, a lone CR stays visible."""
     text = to_str(value)

@@ -95,12 +95,21 @@ def read_evtx_python(path: Path, damage: Damage, batch_size: int) -> Iterator[Ba
     try:
         log = pyevtx.Evtx(str(path))
         log.__enter__()
+        # Every chunk the file holds, as the Rust parser reads them: the header's chunk count can be
+        # stale (a log that wrapped, a copy taken while it was written) and would hide records.
+        header = log.get_file_header()
+        declared = header.chunk_count()
+        chunks = header.chunks(include_inactive=True)
     except Exception as exc:  # python-evtx raises assorted types on bad headers
         damage.add(None, f"cannot read EVTX header: {exc}")
         return
     try:
-        for chunk_no, chunk in enumerate(log.chunks()):
+        for chunk_no, chunk in enumerate(chunks):
             try:
+                if not chunk.check_magic():
+                    if chunk_no < declared:  # beyond them, a chunk never written is only zeros
+                        damage.add(f"chunk {chunk_no}", "damaged EVTX chunk skipped: bad chunk header magic")
+                    continue
                 records = list(chunk.records())
             except Exception as exc:
                 damage.add(f"chunk {chunk_no}", f"damaged EVTX chunk skipped: {exc}")

@@ -84,31 +84,49 @@ _WS = re.compile(r"\s*")
 
 
 def read_json_documents(text: str, damage: Damage, batch_size: int) -> Iterator[pa.Table]:
-    """Documents of a JSON array, or of concatenated (pretty-printed) JSON values."""
+    """Documents of JSON arrays, or of concatenated (pretty-printed) JSON values, or both: several
+    arrays appended to one file (`>>`) are read one after the other."""
     line_starts = _line_starts(text)
     first_seq = 0
     decoder = json.JSONDecoder()
     pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
-    in_array = text.startswith("[", pos)
-    if in_array:
-        pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-    indent = _column(text, pos)
-    resync = re.compile(r"\n" + re.escape(text[pos - indent : pos]) + r"\{") if indent else re.compile(r"\n\{")
+    in_array = False
+    resync: re.Pattern[str] | None = None
+    indent = 0
     seqs: list[int] = []
     lines: list[int] = []
     docs: list[str] = []
     while pos < len(text):
+        if not in_array and text.startswith("[", pos):
+            in_array = True
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            continue
         if in_array and text.startswith("]", pos):
-            break
+            in_array = False
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            continue
+        if resync is None:
+            # Documents start where the first one does: at the same indent after a line break.
+            indent = _column(text, pos)
+            resync = re.compile(r"\n" + re.escape(text[pos - indent : pos]) + r"\{") if indent else re.compile(r"\n\{")
         try:
             value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            line = _line_of(line_starts, exc.pos)
-            damage.add(str(line), f"malformed JSON: {exc.msg} (column {exc.colno}); document skipped")
-            found = resync.search(text, exc.pos)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            at = exc.pos if isinstance(exc, json.JSONDecodeError) else pos
+            line = _line_of(line_starts, at)
+            reason = (f"{exc.msg} (column {exc.colno})" if isinstance(exc, json.JSONDecodeError)
+                      else "nested too deeply")
+            damage.add(str(line), f"malformed JSON: {reason}; document skipped")
+            found = resync.search(text, at)
+            if found:
+                pos = found.start() + 1 + indent
+                continue
+            # A one-line array (ConvertTo-Json -Compress, jq -c -s) has no line breaks between its
+            # documents: the next one starts after "},".
+            found = _NEXT_IN_LINE.search(text, at) if in_array else None
             if not found:
                 break
-            pos = found.start() + 1 + indent
+            pos = found.end() - 1
             continue
         line = _line_of(line_starts, pos)
         for doc_text in _documents(value, text[pos:end]):
@@ -124,6 +142,9 @@ def read_json_documents(text: str, damage: Damage, batch_size: int) -> Iterator[
             pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
     if docs:
         yield _docs_table(seqs, lines, docs)
+
+
+_NEXT_IN_LINE = re.compile(r"\}\s*,\s*\{")
 
 
 def _documents(value: object, original: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +42,8 @@ from .sources import (
 )
 
 Parser = Literal["evtx", "python-evtx"]
+EVTX_HEADER_BYTES = 4096
+EVTX_CHUNK_BYTES = 65536
 BATCH_ROWS = 50_000
 # Normalise once this much document text is waiting: bounds memory whatever the record size.
 BATCH_BYTES = 48 << 20
@@ -90,6 +93,7 @@ class Progress:
 class IngestReport:
     files: list[FileResult] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "path: reason", for directories not listed
     seconds: float = 0.0
 
     @property
@@ -151,8 +155,10 @@ def ingest(
 ) -> IngestReport:
     """Add the events of `paths` (files or directories, any mix of shapes) to `case`."""
     started = time.perf_counter()
-    evidence, missing = discover(paths)
-    report = IngestReport(missing=missing)
+    report = IngestReport()
+    # The case's own files are never evidence (`ashiato ingest case.duckdb .`).
+    case_files = [case.path, Path(f"{case.path}.wal")]
+    evidence, report.missing = discover(paths, report.unreadable, exclude=case_files)
     entries: list[FileResult | _File] = []
     total_bytes = sum(e.bytes for e in evidence)
     writer = _Writer(case, dedupe=dedupe, batch_rows=batch_rows)
@@ -170,7 +176,13 @@ def ingest(
 
         for index, ev in enumerate(evidence):
             tick(index, ev)
-            digest = sha256_of(ev.path)
+            try:
+                digest = sha256_of(ev.path)
+            except OSError as exc:
+                entries.append(FileResult(str(ev.path), "skipped",
+                                          message=f"{ev.path}: cannot read ({exc.strerror or exc})"))
+                done_bytes += ev.bytes
+                continue
             already = hashes_this_run.get(digest) if dedupe else None
             if dedupe and already is None:
                 rows = lookup.execute(
@@ -222,6 +234,10 @@ def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
         with evtx_on_disk(path) as (on_disk, gzip_problem):
             if gzip_problem:
                 f.damage.note(None, gzip_problem)
+            size = on_disk.stat().st_size
+            if size > EVTX_HEADER_BYTES and (size - EVTX_HEADER_BYTES) % EVTX_CHUNK_BYTES:
+                f.damage.note(None, f"the file ends inside a chunk ({size:,} bytes is not a 4 KiB header and whole "
+                                    "64 KiB chunks): it was cut short, and records of its last chunk may be lost")
             for seqs, ids, docs in reader(on_disk, f.damage, batch_rows):
                 yield pa.table({
                     "seq": pa.array(seqs, pa.int64()),
@@ -271,6 +287,7 @@ class _Prepend:
 
 
 _Item = tuple[str, _File | None, pa.Table | None]
+_CONTROL = re.compile(r"[\x00-\x1f]")
 _INSERT_COLUMNS = ", ".join(EVENT_COLUMN_NAMES)
 _SELECT_COLUMNS = ", ".join("NULL" if c == "pos" else c for c in EVENT_COLUMN_NAMES)
 
@@ -432,6 +449,10 @@ class _Writer(threading.Thread):
         con = self.con
         con.register("_batch", table)
         try:
+            if any(f.kind == "evtx" for f in files.values()):
+                table = self._drop_malformed_records(table, files)
+                if table.num_rows == 0:
+                    return
             evtx_only = all(f.kind == "evtx" for f in files.values())
             if evtx_only:
                 # The documents stay in the batch: copying them into _norm cost a third of it.
@@ -482,6 +503,49 @@ class _Writer(threading.Thread):
                 con.unregister("_batch")
                 con.execute("DROP TABLE IF EXISTS _norm")
                 con.execute("DROP TABLE IF EXISTS _hits")
+
+    def _drop_malformed_records(self, table: pa.Table, files: dict[int, _File]) -> pa.Table:
+        """A damaged template can make the EVTX parser write records as invalid JSON: a control
+        character in an element name (repaired here by escaping it, which valid JSON always does)
+        or a quote (skipped, named by its record id). One such record must not fail the batch."""
+        con = self.con
+        evtx = [sid for sid, f in files.items() if f.kind == "evtx"]
+        bad = con.execute("SELECT source_id, seq, rec_id, doc FROM _batch WHERE source_id IN (SELECT unnest(?)) "
+                          "AND NOT json_valid(doc) ORDER BY source_id, seq", [evtx]).fetchall()
+        if not bad:
+            return table
+        import orjson
+
+        fixed: dict[tuple[int, int], str] = {}
+        for sid, seq, rec_id, doc in bad:
+            where = f"record {rec_id}" if rec_id is not None else None
+            repaired = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", doc)
+            try:
+                orjson.loads(repaired)
+            except orjson.JSONDecodeError:
+                files[sid].damage.add(where, "damaged EVTX record skipped: the parser rendered it as malformed JSON")
+                continue
+            fixed[(sid, seq)] = repaired
+            files[sid].damage.note(where, "damaged EVTX record kept: control characters in its element names "
+                                          "are shown escaped")
+        con.register("_fixed", pa.table({
+            "source_id": pa.array([k[0] for k in fixed], pa.int32()), "seq": pa.array([k[1] for k in fixed], pa.int64()),
+            "doc": pa.array(list(fixed.values()), pa.string())}))
+        con.register("_bad", pa.table({"source_id": pa.array([b[0] for b in bad], pa.int32()),
+                                       "seq": pa.array([b[1] for b in bad], pa.int64())}))
+        try:
+            table = con.sql("""
+                SELECT b.* REPLACE (coalesce(f.doc, b.doc) AS doc) FROM _batch b
+                LEFT JOIN _fixed f USING (source_id, seq)
+                WHERE f.doc IS NOT NULL OR NOT EXISTS (SELECT 1 FROM _bad x WHERE x.source_id = b.source_id
+                                                       AND x.seq = b.seq)
+                ORDER BY b.source_id, b.seq""").to_arrow_table()
+        finally:
+            con.unregister("_fixed")
+            con.unregister("_bad")
+        con.unregister("_batch")
+        con.register("_batch", table)
+        return table
 
     def _classify(self, files: dict[int, _File]) -> bool:
         """Classify a JSON batch into _cls and normalise it into _norm; False when nothing in it is
