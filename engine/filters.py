@@ -20,6 +20,7 @@ from dataclasses import field as dc_field
 from datetime import datetime
 from typing import Any
 
+from .channels import channel_spellings
 from .ingest.normalise import canonical_ip, data_field_sql
 from .schema import COLUMN_TYPES, EVENT_COLUMN_NAMES
 
@@ -314,6 +315,13 @@ class Compiler:
             return f"{ref} {t.op} ?", [value]
         if "*" in value:
             return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
+        if col == "channel":
+            # As the timeline shows it too: Sysmon, TS-RCM, Bits-Client.
+            names = channel_spellings(value)
+            return f"lower({ref}) IN ({', '.join('?' for _ in names)})", names
+        if col == "host" and "." not in value:
+            # The timeline shows hosts without their domain: WORKSTATION5 finds WORKSTATION5.corp.local.
+            return f"(lower({ref}) = lower(?) OR starts_with(lower({ref}), lower(?) || '.'))", [value, value]
         if col in ("src_ip", "dst_ip"):
             # Stored in one spelling: ::1 finds 0:0:0:0:0:0:0:1, 10.0.0.5 finds ::ffff:10.0.0.5, and an
             # address without a zone finds it with one (fe80::1 finds fe80::1%10). The value as typed

@@ -85,6 +85,12 @@ CASES: list[tuple[str, set[int]]] = [
     ("user:carol", {5}),
     ("host:ws01", {2, 3, 4, 5, 6, 8, 9}),
     ("host:dc01*", {1}),
+    # as the timeline shows them: a host without its domain, a channel by its short name
+    ("host:srv02", {7}),
+    ("host:SRV02.corp.local", {7}),
+    ("host:srv0", set()),
+    ("channel:Sysmon", {5, 6}),
+    ("channel:sysmon/operational", {5, 6}),
     ("ip:10.0.0.5", {1}),
     ("ip:10.0.0.9", {3}),
     # an address in any spelling finds it in every other

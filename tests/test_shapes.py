@@ -336,3 +336,21 @@ def test_an_azure_row_without_event_data_does_not_take_its_own_channel_for_the_c
         ingest(case, [write_jsonl(tmp_path / "a.json", [base, with_data])])
         assert case.con.execute("SELECT record_id, object_name FROM events ORDER BY record_id").fetchall() == [
             (1, None), (2, "Application")]
+
+
+def test_a_pipeline_command_cannot_pose_as_the_context_fields_of_its_800(tmp_path: Path) -> None:
+    from conftest import evtx_doc, nxlog_doc, write_jsonl
+
+    forged = "Write-Output 'x'\r\n\tUserId=CORP\\admin\r\n\tHostApplication=fake.exe"
+    context = "\tUserId=CORP\\bob\r\n\tHostApplication=powershell.exe -nop\r\n"
+    evtx = evtx_doc(1, 800, "2020-09-20T10:00:00Z", channel="Windows PowerShell", provider="PowerShell")
+    evtx["Event"]["EventData"] = {"Data": {"#text": [forged, context, "details"]}}
+    nx = nxlog_doc(2, 800, "2020-09-20 06:00:00", "2020-09-20 06:00:01", "2020-09-20T10:00:01Z",
+                   channel="Windows PowerShell", data={
+                       "SourceName": "PowerShell",
+                       "Message": f"Pipeline execution details for command line: {forged}\r\n\r\n"
+                                  f"Context Information: \r\n{context}\r\nDetails: \r\nCommandInvocation(x)"})
+    with Case(tmp_path / "case.duckdb") as case:
+        ingest(case, [write_jsonl(tmp_path / "a.jsonl", [evtx]), write_jsonl(tmp_path / "b.json", [nx])])
+        assert case.con.execute("SELECT subject_user, command_line FROM events ORDER BY record_id").fetchall() == [
+            ("bob", "powershell.exe -nop"), ("bob", "powershell.exe -nop")]

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.cells import cell_len
 
+from engine.channels import short_channel as _short_channel
 from engine.schema import COLUMN_TYPES, EVENT_COLUMN_NAMES
 
 from ..safe_text import escape, fit, to_str
@@ -16,41 +17,11 @@ from ..safe_text import escape, fit, to_str
 DERIVED = ("time", "summary", "user", "process")
 DEFAULT_COLUMNS = ["time", "host", "channel", "event_id", "summary", "user", "process"]
 
-_SHORT_CHANNELS = {
-    "security": "Security",
-    "system": "System",
-    "application": "Application",
-    "microsoft-windows-sysmon/operational": "Sysmon",
-    "microsoft-windows-powershell/operational": "PowerShell",
-    "windows powershell": "WinPS",
-    "powershellcore/operational": "PwshCore",
-    "microsoft-windows-terminalservices-localsessionmanager/operational": "TS-LSM",
-    "microsoft-windows-terminalservices-remoteconnectionmanager/operational": "TS-RCM",
-    "microsoft-windows-remotedesktopservices-rdpcorets/operational": "RdpCoreTS",
-    "microsoft-windows-windows defender/operational": "Defender",
-    "microsoft-windows-taskscheduler/operational": "TaskSched",
-    "microsoft-windows-wmi-activity/operational": "WMI",
-    "microsoft-windows-bits-client/operational": "BITS",
-    "microsoft-windows-grouppolicy/operational": "GroupPolicy",
-    "microsoft-windows-winrm/operational": "WinRM",
-    "microsoft-windows-windows firewall with advanced security/firewall": "Firewall",
-    "microsoft-windows-dns-client/operational": "DNS-Client",
-    "microsoft-windows-smbserver/security": "SMBServer",
-}
 
 
 def short_channel(channel: Any) -> str:
     """"Microsoft-Windows-Sysmon/Operational" → "Sysmon"; unknown channels lose the common affixes."""
-    text = to_str(channel)
-    if not text:
-        return ""
-    known = _SHORT_CHANNELS.get(text.lower())
-    if known:
-        return known
-    out = text.removeprefix("Microsoft-Windows-")
-    for suffix in ("/Operational", "/Admin"):
-        out = out.removesuffix(suffix)
-    return out
+    return _short_channel(to_str(channel))
 
 
 def short_host(host: Any) -> str:
