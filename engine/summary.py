@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import decode
+from .channels import short_channel
 from .ingest.normalise import LSM_CHANNEL, RCM_CHANNEL, SYSMON_CHANNEL, WINDOWS_POWERSHELL
 
 
@@ -182,7 +183,10 @@ def summarise(row: Mapping[str, Any]) -> str:
     # the number for unrelated events (RdpCoreTS 104 is a connection event).
     eventlog = str(g("provider") or "Microsoft-Windows-Eventlog").lower().endswith("eventlog")
     if (channel == "Security" and eid == 1102) or (channel == "System" and eid == 104 and eventlog):
-        log = "Security log" if eid == 1102 else f"{g('object_name')} log" if g("object_name") else "event log"
+        cleared = str(g("object_name") or "")
+        if cleared.startswith("Microsoft-Windows-"):
+            cleared = short_channel(cleared)  # the Sysmon log, as the channel column says it
+        log = "Security log" if eid == 1102 else f"{cleared} log" if cleared else "event log"
         return f"{log} cleared by {_account(g('subject_domain'), g('subject_user')) or '?'}"
     if eid == 4103 and g("script_text"):
         return "module: " + " ".join(str(g("script_text")).split())

@@ -118,6 +118,8 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
      "a.exe  [::1]:5000 → [::1]:80", ""),
     (row("System", 104, **SUBJECT, provider="Microsoft-Windows-Eventlog", object_name="Windows PowerShell"),
      "Windows PowerShell log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
+    (row("System", 104, **SUBJECT, provider="Microsoft-Windows-Eventlog",
+         object_name="Microsoft-Windows-Sysmon/Operational"), "Sysmon log cleared by CORP\\adm_jdoe", "CORP\\adm_jdoe"),
 ]
 
 
