@@ -790,3 +790,23 @@ def test_every_binding_of_the_default_keymap_is_pressed_by_a_test() -> None:
     wanted |= {f"preset.{name}" for name in KEYMAP.presets}
     missing = sorted(wanted - COVERED)
     assert not missing, f"bindings without a Pilot test: {missing}"
+
+
+def test_with_no_color_the_highlighted_value_of_a_list_is_reversed(case_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without colour the highlight kept only bold, which the count column of every row has too.
+    from tui.screens.base import KeyList
+
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await press(pilot, "l")
+        await press(pilot, *keys_of("timeline.frequency"))
+        listing = app.screen.query_one(KeyList)
+        await press(pilot, keys_of("frequency.cursor_down")[0])
+        assert listing.highlighted == 1
+        styles = [[seg.style for seg in listing.render_line(y) if seg.text.strip()] for y in (0, 1)]
+        assert not any(s is not None and s.reverse for s in styles[0])
+        assert styles[1] and all(s is not None and s.reverse for s in styles[1])
+
+    drive(case_path, scenario, size=(80, 24))

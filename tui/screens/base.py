@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
+from rich.style import Style
 from textual.binding import Binding
+from textual.strip import Strip
 from textual.widgets import OptionList
 
 from ..keymap import ACTIONS, Keymap, load_keymap
@@ -34,6 +37,18 @@ class KeyList(OptionList, inherit_bindings=False):
     DEFAULT_CSS = """
     KeyList, KeyList:focus { height: 1fr; max-height: 100%; border: none; padding: 0; }
     """
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if not os.environ.get("NO_COLOR"):
+            return strip
+        # Without colour the highlighted option kept only bold, which its neighbours' bold counts
+        # share: it is shown in reverse, as the timeline's cursor cell is.
+        try:
+            index, _ = self._lines[self.scroll_offset.y + y]
+        except IndexError:
+            return strip
+        return strip.apply_style(Style(reverse=True)) if index == self.highlighted else strip
 
 
 class KeyListNavigation:

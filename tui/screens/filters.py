@@ -22,7 +22,9 @@ class FilterListScreen(KeyListNavigation, ModalScreen[list[str] | None]):
                                       border: round $accent; padding: 0 1; }
     FilterListScreen #filters-title { height: 1; }
     FilterListScreen KeyList, FilterListScreen KeyList:focus { height: auto; max-height: 20; background: $panel; }
-    FilterListScreen KeyList > .option-list--option-highlighted { text-style: bold reverse; }
+    /* :focus too: the list's own focused-cursor rule is more specific, and NO_COLOR leaves only its bold. */
+    FilterListScreen KeyList > .option-list--option-highlighted,
+    FilterListScreen KeyList:focus > .option-list--option-highlighted { text-style: bold reverse; }
     """
 
     def __init__(self, filters: list[str]) -> None:

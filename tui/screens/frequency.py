@@ -28,7 +28,9 @@ class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | Non
     DEFAULT_CSS = """
     FrequencyScreen #freq-title { height: 2; background: $panel; }
     FrequencyScreen KeyList { height: 1fr; }
-    FrequencyScreen KeyList > .option-list--option-highlighted { text-style: bold reverse; }
+    /* :focus too: the list's own focused-cursor rule is more specific, and NO_COLOR leaves only its bold. */
+    FrequencyScreen KeyList > .option-list--option-highlighted,
+    FrequencyScreen KeyList:focus > .option-list--option-highlighted { text-style: bold reverse; }
     """
 
     def __init__(self, session: Session, view: views.View, column: str) -> None:

@@ -47,7 +47,9 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
     DEFAULT_CSS = """
     HistogramScreen #hist-title { height: 2; background: $panel; }
     HistogramScreen KeyList { height: 1fr; }
-    HistogramScreen KeyList > .option-list--option-highlighted { text-style: bold reverse; }
+    /* :focus too: the list's own focused-cursor rule is more specific, and NO_COLOR leaves only its bold. */
+    HistogramScreen KeyList > .option-list--option-highlighted,
+    HistogramScreen KeyList:focus > .option-list--option-highlighted { text-style: bold reverse; }
     """
 
     def __init__(self, session: Session, view: views.View, local_time: bool = False) -> None:
