@@ -541,6 +541,11 @@ def test_marks_and_tags_are_stored_in_the_case_and_survive_a_restart(case_path: 
         assert tl.current_row()["eid"] == marked[1]
         await press(pilot, *keys_of("timeline.previous_mark"))
         assert tl.current_row()["eid"] == marked[0]
+        await press(pilot, *keys_of("timeline.previous_mark"))
+        assert "no earlier marked event" in scr.last_message
+        await press(pilot, *keys_of("timeline.next_mark"))
+        assert tl.current_row()["eid"] == marked[1] and scr.last_message == ""  # the old message is gone
+        await press(pilot, *keys_of("timeline.previous_mark"))
         await press(pilot, *keys_of("timeline.tag"))
         await pilot.press(*"spray [bold]")
         await press(pilot, "enter")

@@ -785,6 +785,7 @@ class TimelineScreen(Screen[None]):
         if pos is None:
             self.message(f"no {'later' if direction > 0 else 'earlier'} marked event in this view")
             return
+        self.message("")  # an earlier "no later marked event" no longer holds
         self._move_to_pos(pos)
 
     def action_tag(self) -> None:
