@@ -404,6 +404,7 @@ EVENT_NAMES: Final[Mapping[tuple[str, int], str]] = MappingProxyType(
         ("Security", 5140): "network share accessed",
         ("Security", 5145): "network share object checked",
         ("Security", 5152): "packet dropped by the firewall (WFP)",
+        ("Security", 5153): "packet vetoed by a filter (WFP)",
         ("Security", 5154): "listen permitted (WFP)",
         ("Security", 5155): "listen blocked (WFP)",
         ("Security", 5156): "connection permitted (WFP)",

@@ -319,8 +319,11 @@ class Compiler:
             # As the timeline shows it too: Sysmon, TS-RCM, Bits-Client.
             names = channel_spellings(value)
             return f"lower({ref}) IN ({', '.join('?' for _ in names)})", names
-        if col == "host" and "." not in value:
-            # The timeline shows hosts without their domain: WORKSTATION5 finds WORKSTATION5.corp.local.
+        if col == "host" and not _looks_like_ip(value):
+            # The timeline shows hosts without their domain, and collectors log one host both ways:
+            # WS07 finds WS07.corp.local, and WS07.corp.local finds WS07. Addresses stay whole.
+            if "." in value:  # a full name also finds the bare name, not the same name in another domain
+                return f"lower({ref}) IN (lower(?), lower(?))", [value, value.strip().split(".", 1)[0]]
             return f"(lower({ref}) = lower(?) OR starts_with(lower({ref}), lower(?) || '.'))", [value, value]
         if col in ("src_ip", "dst_ip"):
             # Stored in one spelling: ::1 finds 0:0:0:0:0:0:0:1, 10.0.0.5 finds ::ffff:10.0.0.5, and an
@@ -420,6 +423,11 @@ def _check_split_times(terms: list[Term]) -> None:
                 and re.fullmatch(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?", after.values[0]):
             raise FilterError(f'a space ends "{before.text}": write {before.field}:{before.values[0]}T{after.values[0]}',
                               after.position, after.text)
+
+
+def _looks_like_ip(value: str) -> bool:
+    text = value.strip()
+    return ":" in text or text.replace(".", "").isdigit()
 
 
 def _regex(value: str) -> str:

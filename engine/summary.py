@@ -132,8 +132,11 @@ def summarise(row: Mapping[str, Any]) -> str:
     if channel == "Security" and eid in (4768, 4769, 4771, 4776):
         # Credential validation on a domain controller: who, from where, and the result.
         status = g("status")
-        if eid == 4776:
-            meaning = "success" if status == 0 else decode.ntstatus(status)
+        meaning: str | None
+        if status == 0:
+            meaning = "success"
+        elif eid == 4776:
+            meaning = decode.ntstatus(status)
         else:
             meaning = decode.kerberos_status(status)
         parts = [str(g("target_user") or "")]

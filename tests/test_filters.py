@@ -89,6 +89,9 @@ CASES: list[tuple[str, set[int]]] = [
     ("host:srv02", {7}),
     ("host:SRV02.corp.local", {7}),
     ("host:srv0", set()),
+    ("host:WS01.corp.local", {2, 3, 4, 5, 6, 8, 9}),  # the same host logged by its bare name
+    ("host:SRV02.other.domain", set()),  # not the same name in another domain
+    ("host:10", set()),  # an address-like value stays whole
     ("channel:Sysmon", {5, 6}),
     ("channel:sysmon/operational", {5, 6}),
     ("ip:10.0.0.5", {1}),

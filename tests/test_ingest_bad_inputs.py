@@ -712,3 +712,22 @@ def test_python_evtx_reads_the_chunks_beyond_the_header_count_as_the_rust_parser
     python = ingest_into(tmp_path / "python.duckdb", [VELOCIDEX_SECURITY], parser="python-evtx")
     assert python.records == rust.records == 739
     assert python.skipped == 0
+
+
+def test_objects_nested_in_a_broken_document_of_a_one_line_array_are_not_taken_for_documents(tmp_path: Path) -> None:
+    docs = [{**logon(i), "nested": [{"a": 1}, {"b": 2}]} for i in range(1, 6)]
+    parts = [json.dumps(d) for d in docs]
+    parts[1] = parts[1].replace('"EventID":', '"EventID":,', 1)
+    path = tmp_path / "compressed.json"
+    path.write_text("[" + ",".join(parts) + "]")
+    report = ingest_into(tmp_path / "case.duckdb", [path])
+    assert (report.records, report.skipped) == (4, 1)
+    assert stored_record_ids(tmp_path / "case.duckdb") == [1, 3, 4, 5]
+
+
+def test_a_file_of_nothing_but_broken_documents_stops_after_a_thousand_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.json"
+    path.write_text("[" + ",".join(['{"EventID": 1,,}'] * 20_000) + "]")
+    report = ingest_into(tmp_path / "case.duckdb", [path])
+    assert report.records == 0 and report.skipped == 1000
+    assert "more than 1,000 malformed documents" in report.files[0].problems[-1].message

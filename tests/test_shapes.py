@@ -211,7 +211,8 @@ def test_classic_windows_powershell_text_gives_the_host_command_line_and_user_in
     nx = nxlog_doc(2, 800, "2020-09-20 06:00:00", "2020-09-20 06:00:01", "2020-09-20T10:00:01Z",
                    channel="Windows PowerShell",
                    data={"SourceName": "PowerShell",
-                         "Message": f"Pipeline execution details for command line: Get-Process\r\n\r\n{context}"})
+                         "Message": f"Pipeline execution details for command line: Get-Process\r\n\r\n"
+                                    f"Context Information: \r\n{context}\r\n\r\nDetails: \r\nCommandInvocation(x)"})
     # A 400 without a user: the engine started for a host application only.
     started = evtx_doc(3, 400, "2020-09-20T10:00:02Z", channel="Windows PowerShell", provider="PowerShell")
     started["Event"]["EventData"] = {"Data": {"#text": ["Available", "None",
@@ -255,7 +256,9 @@ def test_module_logging_context_gives_the_host_command_line_and_user_but_not_the
         tmp_path: Path) -> None:
     from conftest import evtx_doc, write_jsonl
 
-    context = ("        Severity = Informational\r\n        Host Application = powershell.exe -enc SQBFAFgA\r\n"
+    context = ("        Severity = Informational\r\n        Host Application = powershell.exe -enc SQBFAFgA\n"
+               "        User = CORP\\helpdesk\r\n"  # a line feed in the command line poses as the user
+               "        Engine Version = 5.1\r\n"
                "        Command Name = Invoke-Expression\r\n        Script Name = \r\n"
                "        Connected User = EVIL\\remote\r\n        User = CORP\\bob\r\n")
     doc = evtx_doc(1, 4103, "2020-09-20T10:00:00Z", channel="Microsoft-Windows-PowerShell/Operational",
@@ -341,10 +344,11 @@ def test_an_azure_row_without_event_data_does_not_take_its_own_channel_for_the_c
 def test_a_pipeline_command_cannot_pose_as_the_context_fields_of_its_800(tmp_path: Path) -> None:
     from conftest import evtx_doc, nxlog_doc, write_jsonl
 
-    forged = "Write-Output 'x'\r\n\tUserId=CORP\\admin\r\n\tHostApplication=fake.exe"
-    context = "\tUserId=CORP\\bob\r\n\tHostApplication=powershell.exe -nop\r\n"
+    forged = "Write-Output 'x'\r\nContext Information:\r\n\tUserId=CORP\\admin\r\n\tHostApplication=fake.exe"
+    # The real context echoes the command (CommandLine=) after its own fields; the details quote it too.
+    context = f"\tUserId=CORP\\bob\r\n\tHostApplication=powershell.exe -nop\r\n\tCommandLine={forged}\r\n"
     evtx = evtx_doc(1, 800, "2020-09-20T10:00:00Z", channel="Windows PowerShell", provider="PowerShell")
-    evtx["Event"]["EventData"] = {"Data": {"#text": [forged, context, "details"]}}
+    evtx["Event"]["EventData"] = {"Data": {"#text": [forged, context, f"ParameterBinding: value={forged}"]}}
     nx = nxlog_doc(2, 800, "2020-09-20 06:00:00", "2020-09-20 06:00:01", "2020-09-20T10:00:01Z",
                    channel="Windows PowerShell", data={
                        "SourceName": "PowerShell",
@@ -352,5 +356,6 @@ def test_a_pipeline_command_cannot_pose_as_the_context_fields_of_its_800(tmp_pat
                                   f"Context Information: \r\n{context}\r\nDetails: \r\nCommandInvocation(x)"})
     with Case(tmp_path / "case.duckdb") as case:
         ingest(case, [write_jsonl(tmp_path / "a.jsonl", [evtx]), write_jsonl(tmp_path / "b.json", [nx])])
+        # EVTX reads the context element alone; NXLog's Message repeats the heading, so nothing is guessed.
         assert case.con.execute("SELECT subject_user, command_line FROM events ORDER BY record_id").fetchall() == [
-            ("bob", "powershell.exe -nop"), ("bob", "powershell.exe -nop")]
+            ("bob", "powershell.exe -nop"), (None, None)]

@@ -47,10 +47,13 @@ def test_the_failed_logon_and_log_cleared_presets_hold_only_what_their_titles_sa
         evtx_doc(1, 4625, t, data={"TargetUserName": "a", "Status": "0xc000006d"}),
         evtx_doc(2, 4776, t, data={"TargetUserName": "b", "Status": "0xc000006a"}),
         evtx_doc(3, 4776, t, data={"TargetUserName": "c", "Status": "0x0"}),  # a successful validation
+        evtx_doc(8, 4768, t, data={"TargetUserName": "d", "Status": "0x6"}),  # principal unknown: enumeration
+        evtx_doc(9, 4768, t, data={"TargetUserName": "e", "Status": "0x0"}),
         evtx_doc(4, 1102, t, provider="Microsoft-Windows-Eventlog"),
         evtx_doc(5, 104, t, channel="System", provider="Microsoft-Windows-Eventlog"),
         evtx_doc(6, 1100, t, provider="Microsoft-Windows-Eventlog"),  # the service shut down
         evtx_doc(7, 104, t, channel="System", provider="Microsoft-Windows-Something"),
+        evtx_doc(10, 1102, t, provider=None),  # type: ignore[arg-type]  # an export that lost the provider
     ]
     presets = load_keymap(user_config=False).presets
     with Case(tmp_path / "case.duckdb") as case:
@@ -61,6 +64,8 @@ def test_the_failed_logon_and_log_cleared_presets_hold_only_what_their_titles_sa
             view = views.resolve(cur, text)
             return {int(r["record_id"]) for r in views.window(cur, view, 0, view.count)}
 
-        assert records(presets["failed_logons"].filter) == {1, 2}
-        assert records(presets["log_cleared"].filter) == {4, 5}
-        assert sum(c for _, _, c in views.histogram(cur, views.resolve(cur, "")).buckets) == 2
+        assert records(presets["failed_logons"].filter) == {1, 2, 8}
+        # Every Security 1102 and System 104, whatever provider the export kept (the summary still
+        # calls only the Eventlog's 104 a clear); never the service's own shutdown (1100).
+        assert records(presets["log_cleared"].filter) == {4, 5, 7, 10}
+        assert sum(c for _, _, c in views.histogram(cur, views.resolve(cur, "")).buckets) == 3

@@ -28,9 +28,10 @@ class Damage:
         self.skipped += count
         self.note(where, message)
 
-    def note(self, where: str | None, message: str) -> None:
-        """Record a problem that lost nothing (a repaired byte, say)."""
-        if len(self.problems) < MAX_KEPT:
+    def note(self, where: str | None, message: str, *, always: bool = False) -> None:
+        """Record a problem that lost nothing (a repaired byte, say); `always` keeps it past MAX_KEPT
+        (what ended the reading of a file must be in its report)."""
+        if len(self.problems) < MAX_KEPT or always:
             loc = f"{self.path}:{where}" if where and where[0].isdigit() else (
                 f"{self.path}: {where}" if where else self.path)
             self.problems.append(Problem(loc, _one_line(message)))

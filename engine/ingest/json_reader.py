@@ -96,6 +96,7 @@ def read_json_documents(text: str, damage: Damage, batch_size: int) -> Iterator[
     seqs: list[int] = []
     lines: list[int] = []
     docs: list[str] = []
+    malformed = 0
     while pos < len(text):
         if not in_array and text.startswith("[", pos):
             in_array = True
@@ -117,16 +118,28 @@ def read_json_documents(text: str, damage: Damage, batch_size: int) -> Iterator[
             reason = (f"{exc.msg} (column {exc.colno})" if isinstance(exc, json.JSONDecodeError)
                       else "nested too deeply")
             damage.add(str(line), f"malformed JSON: {reason}; document skipped")
-            found = resync.search(text, at)
-            if found:
-                pos = found.start() + 1 + indent
+            malformed += 1
+            if malformed >= MAX_MALFORMED_DOCUMENTS:
+                # Each error costs a pass over the text before it: a file of nothing but broken
+                # documents would take hours. What is left is named, not guessed at.
+                damage.note(str(line), f"more than {MAX_MALFORMED_DOCUMENTS:,} malformed documents: the last "
+                                       f"{len(text) - at:,} characters of the file are not read", always=True)
+                break
+            if in_array:
+                # The element ends where its brackets close: a one-line array (ConvertTo-Json
+                # -Compress, jq -c -s) has no line breaks to find the next one by, and objects
+                # nested in the broken one must not be taken for documents.
+                after = _element_end(text, pos)
+                if after is None:
+                    break
+                pos = after
+                if text.startswith(",", pos):
+                    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
                 continue
-            # A one-line array (ConvertTo-Json -Compress, jq -c -s) has no line breaks between its
-            # documents: the next one starts after "},".
-            found = _NEXT_IN_LINE.search(text, at) if in_array else None
+            found = resync.search(text, at)
             if not found:
                 break
-            pos = found.end() - 1
+            pos = found.start() + 1 + indent
             continue
         line = _line_of(line_starts, pos)
         for doc_text in _documents(value, text[pos:end]):
@@ -144,7 +157,34 @@ def read_json_documents(text: str, damage: Damage, batch_size: int) -> Iterator[
         yield _docs_table(seqs, lines, docs)
 
 
-_NEXT_IN_LINE = re.compile(r"\}\s*,\s*\{")
+MAX_MALFORMED_DOCUMENTS = 1000
+_STRUCTURE = re.compile(r'["\[\]{},]')
+_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+
+
+def _element_end(text: str, start: int) -> int | None:
+    """Where the array element that starts at `start` ends: the `,` or `]` after it at depth 0,
+    skipping strings. None when the text ends first."""
+    depth = 0
+    pos = start
+    while True:
+        m = _STRUCTURE.search(text, pos)
+        if m is None:
+            return None
+        ch, pos = m.group(), m.end()
+        if ch == '"':
+            closed = _STRING_REST.match(text, pos)
+            if closed is None:
+                return None
+            pos = closed.end()
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            if depth == 0:
+                return m.start()  # the array's own end
+            depth -= 1
+        elif depth == 0:
+            return m.start()
 
 
 def _documents(value: object, original: str) -> list[str]:

@@ -311,7 +311,8 @@ _USER_DATA = _Paths("U", {k: f'$."{k}"' for k in sorted(USER_DATA_KEYS)})
 
 def _shape_select(shape: str, source: str, extract: str, system: dict[str, str], d: Get | None,
                   data: str, doc_is: str, data_paths: _Paths | None = None,
-                  wrap: Callable[[Get], Get] | None = None, free_text: str = "NULL") -> str:
+                  wrap: Callable[[Get], Get] | None = None, free_text: str = "NULL",
+                  ps_context: str = "NULL") -> str:
     """One shape's rows: system columns from `system`, then the hot columns, `data` and `doc_is`.
 
     `doc_is` says where the original document is stored: 'raw' (kept beside `data`), or 'data'
@@ -340,12 +341,12 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     # and each field is the line that starts with its name. DuckDB evaluates a subquery's column
     # again for each reference to it, so searching the whole text once per field cost up to
     # 100 µs a row on PowerShell's 5 kB `-enc` lines (measured: 4x slower JSON normalising).
-    ps = "event_id IN (400, 403, 600, 800)"
+    ps = f"event_id IN (400, 403, 600, 800) AND channel = '{WINDOWS_POWERSHELL}'"
     inner = f"""(SELECT *, {_line_field('_lines', 'HostApplication=')} AS _host_app,
                    {_line_field('_lines', 'UserId=')} AS _user_id,
                    {_line_field('_ci_lines', 'Host Application = ', indent='spaces')} AS _ci_host_app,
-                   {_line_field('_ci_lines', 'User = ', indent='spaces')} AS _ci_user
-                 FROM (SELECT *, CASE WHEN {ps} THEN {_lines(_CONTEXT_SECTION)} END AS _lines,
+                   {_line_field('_ci_lines', 'User = ', indent='spaces', last=True)} AS _ci_user
+                 FROM (SELECT *, CASE WHEN {ps} THEN {_lines(ps_context)} END AS _lines,
                          CASE WHEN event_id = 4103 THEN {_lines(d('ContextInfo'))} END AS _ci_lines
                        FROM (SELECT *, CASE WHEN {_TEXT_EVENTS} THEN {free_text} END::VARCHAR AS _text
                              FROM {inner})))"""
@@ -369,19 +370,20 @@ def _lines(text: str) -> str:
     return f"string_split({text}, chr(10))"
 
 
-def _line_field(lines: str, label: str, indent: str = "tab") -> str:
-    """The value of the first of `lines` that starts with `label` (a constant) after its indent:
-    a tab for Windows PowerShell 400-800's `Name=value` lines, spaces for 4103's ContextInfo
-    `Name = value` (where a line starting with "User = " is not "Connected User = ")."""
+def _line_field(lines: str, label: str, indent: str = "tab", *, last: bool = False) -> str:
+    """The value of the first (or `last`) of `lines` that starts with `label` (a constant) after
+    its indent: a tab for Windows PowerShell 400-800's `Name=value` lines, spaces for 4103's
+    ContextInfo `Name = value` (where a line starting with "User = " is not "Connected User = ").
+
+    Which match is taken is a defence: the fields are read where nothing a user typed comes before
+    them. In 400-800's context UserId and HostApplication precede the echoed CommandLine; in 4103's
+    ContextInfo the command line (Host Application) precedes User, so User is the last one."""
     assert re.fullmatch(r"[\w =]+", label), label
     test = f"starts_with(x, chr(9) || '{label}')" if indent == "tab" else f"starts_with(ltrim(x), '{label}')"
-    value = f"list_filter({lines}, lambda x: {test})[1]"
+    value = f"list_filter({lines}, lambda x: {test})[{-1 if last else 1}]"
     return f"nullif(trim(rtrim(ltrim({value}, ' ' || chr(9))[{len(label) + 1}:], chr(13))), '')"
 
 
-# NXLog's Message starts with the pipeline's own command (800): its fields are read after "Context
-# Information:", so a command cannot pose as them.
-_CONTEXT_SECTION = "string_split(_text, 'Context Information:')[-1]"
 _FREE_TEXT_FIELDS = {"HostApplication": "_host_app", "UserId": "_user_id",
                      "ContextHostApplication": "_ci_host_app", "ContextUser": "_ci_user"}
 
@@ -406,9 +408,9 @@ _TEXT_EVENTS = (f"event_id IN (400, 403, 600, 800, 1102, 104, 1149, 21, 22, 23, 
 
 
 # Unnamed event data (classic providers): winlogbeat names its parts param1, param2, …
-# param1 of 800 is the pipeline's command: left out, so it cannot pose as the context's fields.
-# Read from the one extraction of `data` (H), not by parsing it again.
-_PARAMS_TEXT = f"concat_ws(chr(10), {_DATA.get('param2')}, {_DATA.get('param3')})"
+# winlogbeat names the unnamed Data elements param1, param2…: the context is param2 of 800 and
+# param3 of 400-600 (see the EVTX shape), read from the one extraction of `data` (H).
+_PARAMS_CONTEXT = f"CASE WHEN event_id = 800 THEN {_DATA.get('param2')} ELSE {_DATA.get('param3')} END"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -457,13 +459,14 @@ def _evtx_select(source: str) -> str:
                 else g("d." + key))
 
     data = f"CASE WHEN {g('user_data')} IS NOT NULL THEN coalesce({user_data}, {g('user_data')}) END"
-    # The unnamed Data elements but the first: 800's first is the pipeline's command, which must not
-    # pose as the context's fields (400-600 start with engine states).
+    # The unnamed Data element that holds the context: the 2nd of 800 (the 1st is the pipeline's
+    # command, the 3rd its parameter values), the 3rd of 400-600 (after the engine states). Only it
+    # is read, so nothing a user typed can pose as its fields.
     unnamed = g("unnamed")
-    free_text = (f"CASE WHEN left({unnamed}, 1) = '[' "
-                 f"THEN nullif(array_to_string(json_extract_string({unnamed}, '$[*]')[2:], chr(10)), '') END")
+    context = (f"CASE WHEN left({unnamed}, 1) = '[' "
+               f"THEN json_extract_string({unnamed}, '$[*]')[CASE WHEN event_id = 800 THEN 2 ELSE 3 END] END")
     return _shape_select("evtx", source, _EVTX.extract("doc"), system, d, data, "raw", _USER_DATA,
-                         free_text=free_text)
+                         ps_context=context)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -545,7 +548,15 @@ def _nxlog_select(source: str) -> str:
 
     # Stored once: the document verbatim is the event data, so `raw` would only repeat it.
     return _shape_select("nxlog", source, _NXLOG.extract("doc"), system, d, "NULL", "data",
-                         free_text=g("message"))
+                         free_text=g("message"), ps_context=_NXLOG_CONTEXT)
+
+
+# NXLog renders Windows PowerShell 400-800 as one Message: the pipeline's command first (800), then
+# "Context Information:" (800) or "Details:" (400-600) and the fields. The section is read only
+# when its heading occurs once: a command that repeats it could otherwise pose as the fields.
+_NXLOG_CONTEXT = ("CASE WHEN len(string_split(_text, CASE WHEN event_id = 800 THEN 'Context Information:' "
+                  "ELSE 'Details:' END)) = 2 THEN string_split(_text, CASE WHEN event_id = 800 "
+                  "THEN 'Context Information:' ELSE 'Details:' END)[2] END")
 
 
 def _message_line(label: str, *, last: bool = False) -> str:
@@ -761,7 +772,7 @@ def _ecs_select(source: str) -> str:
     inner = f"(SELECT *, coalesce(try_cast({g('eid')} AS INTEGER), try_cast({g('code')} AS INTEGER)) AS {_EID} " \
             f"FROM (SELECT *, {_ECS.extract('doc')} FROM {source}))"
     return _shape_select("ecs", inner, "NULL AS _none", system, None,
-                         _merge(_ecs_backfill(), event_data, user_data), "raw", free_text=_PARAMS_TEXT)
+                         _merge(_ecs_backfill(), event_data, user_data), "raw", ps_context=_PARAMS_CONTEXT)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -792,7 +803,7 @@ def _wlb6_select(source: str) -> str:
         "user_sid": g("sid"),
     }
     data = _merge("json_extract(doc, '$.event_data')", "json_extract(doc, '$.user_data')")
-    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "raw", free_text=_PARAMS_TEXT)
+    return _shape_select("wlb6", source, _WLB6.extract("doc"), system, None, data, "raw", ps_context=_PARAMS_CONTEXT)
 
 
 # ---------------------------------------------------------------------------------------------------
