@@ -379,9 +379,12 @@ def _line_field(lines: str, label: str, indent: str = "tab", *, last: bool = Fal
     them. In 400-800's context UserId and HostApplication precede the echoed CommandLine; in 4103's
     ContextInfo the command line (Host Application) precedes User, so User is the last one."""
     assert re.fullmatch(r"[\w =]+", label), label
-    test = f"starts_with(x, chr(9) || '{label}')" if indent == "tab" else f"starts_with(ltrim(x), '{label}')"
-    value = f"list_filter({lines}, lambda x: {test})[{-1 if last else 1}]"
-    return f"nullif(trim(rtrim(ltrim({value}, ' ' || chr(9))[{len(label) + 1}:], chr(13))), '')"
+    # The indent as Windows writes it (a tab; eight spaces in ContextInfo) is part of the prefix:
+    # trimming every line, or the 5 kB value, cost ten times the rest (split_part cuts the CR).
+    prefix = f"chr(9) || '{label}'" if indent == "tab" else f"'        {label}'"
+    skip = len(label) + (1 if indent == "tab" else 8) + 1
+    value = f"list_filter({lines}, lambda x: starts_with(x, {prefix}))[{-1 if last else 1}]"
+    return f"nullif(split_part({value}[{skip}:], chr(13), 1), '')"
 
 
 _FREE_TEXT_FIELDS = {"HostApplication": "_host_app", "UserId": "_user_id",
