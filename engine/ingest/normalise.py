@@ -208,8 +208,7 @@ def _hot_columns(d: Get) -> str:
     ps_module = ("(channel IN ('Microsoft-Windows-PowerShell/Operational', 'PowerShellCore/Operational') "
                  "AND event_id = 4103)")
 
-    # …and 800 and 4103 the account that ran the pipeline (DOMAIN\user). Two spaces before "User"
-    # tell it from "Connected User".
+    # …and 800 and 4103 the account that ran the pipeline (DOMAIN\user).
     ps_account = f"CASE WHEN {ps_host} THEN {d('UserId')} WHEN {ps_module} THEN {d('ContextUser')} END"
     ps_user = f"nullif(string_split({ps_account}, chr(92))[-1], '')"
     ps_domain = f"CASE WHEN contains({ps_account}, chr(92)) THEN string_split({ps_account}, chr(92))[1] END"
@@ -394,7 +393,7 @@ _FREE_TEXT_FIELDS = {"HostApplication": "_host_app", "UserId": "_user_id",
 def _with_free_text(d: Get) -> Get:
     """`d`, plus the fields classic events (Windows PowerShell 400-800) write as tab-indented
     `Name=value` lines in their unnamed text, and module logging (4103) as `Name = value` lines of
-    its ContextInfo (two spaces before "User" tell it from "Connected User")."""
+    its ContextInfo (see _line_field)."""
     def get(key: str) -> str:
         return _FREE_TEXT_FIELDS.get(key) or d(key)
     return get
