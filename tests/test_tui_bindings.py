@@ -813,5 +813,6 @@ def test_with_no_color_the_highlighted_value_of_a_list_is_reversed(case_path: Pa
         styles = [[seg.style for seg in listing.render_line(y) if seg.text.strip()] for y in (0, 1)]
         assert not any(s is not None and s.reverse for s in styles[0])
         assert styles[1] and all(s is not None and s.reverse for s in styles[1])
+        assert listing.render_line(1).text.startswith(">") and not listing.render_line(0).text.startswith(">")
 
     drive(case_path, scenario, size=(80, 24))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
+from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
 from textual.strip import Strip
@@ -48,7 +49,14 @@ class KeyList(OptionList, inherit_bindings=False):
             index, _ = self._lines[self.scroll_offset.y + y]
         except IndexError:
             return strip
-        return strip.apply_style(Style(reverse=True)) if index == self.highlighted else strip
+        if index != self.highlighted:
+            return strip
+        # And marked in text: a terminal redrawing only the changed cells kept the bold but lost
+        # the reverse (seen in tmux after moving the highlight).
+        segments = list(strip.apply_style(Style(reverse=True)))
+        if segments and segments[0].text.startswith(" "):
+            segments[0] = Segment(">" + segments[0].text[1:], segments[0].style)
+        return Strip(segments, strip.cell_length)
 
 
 class KeyListNavigation:
