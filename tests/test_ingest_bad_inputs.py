@@ -731,3 +731,12 @@ def test_a_file_of_nothing_but_broken_documents_stops_after_a_thousand_and_says_
     report = ingest_into(tmp_path / "case.duckdb", [path])
     assert report.records == 0 and report.skipped == 1000
     assert "more than 1,000 malformed documents" in report.files[0].problems[-1].message
+
+
+def test_zero_padding_between_gzip_members_loses_neither_member(tmp_path: Path) -> None:
+    first = gzip.compress((json.dumps(logon(1)) + "\n").encode())
+    second = gzip.compress((json.dumps(logon(2)) + "\n").encode())
+    path = tmp_path / "padded.jsonl.gz"
+    path.write_bytes(first + b"\x00" * 512 + second + b"\x00" * 100)
+    report = ingest_into(tmp_path / "case.duckdb", [path])
+    assert (report.records, report.skipped) == (2, 0) and not report.files[0].problems

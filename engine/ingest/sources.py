@@ -117,9 +117,11 @@ class GunzipStream:
         out = z.decompress(data)
         while z.eof and z.unused_data:
             # Concatenated gzip members: start the next one.
-            rest = z.unused_data
-            if not rest.lstrip(b"\x00"):
-                break  # zero padding after the last member (tape and block devices write it)
+            # Zero padding (tape and block devices write it) can follow a member, before the next one
+            # or the end: a member always starts with its magic, never with a zero.
+            rest = z.unused_data.lstrip(b"\x00")
+            if not rest:
+                break
             z = self._z = zlib.decompressobj(wbits=47)
             out += z.decompress(rest)
         return out
