@@ -263,3 +263,16 @@ async def _start_held_search(app: AshiatoApp, pilot: Any) -> Any:
         if screen.view is not None and not screen.view.complete:
             break
     return screen
+
+
+def test_the_ingest_summary_counts_what_could_not_be_read_apart_from_what_is_no_event_log() -> None:
+    from engine.ingest import FileResult, IngestReport
+    from tui.screens.ingest import _summary
+
+    report = IngestReport(files=[
+        FileResult("a.evtx", "ingested", records=5),
+        FileResult("notes.txt", "skipped", message="notes.txt: not a recognised event log (…)"),
+        FileResult("locked.evtx", "skipped", message="locked.evtx: cannot read (Permission denied)"),
+    ], unreadable=["Logs/private: cannot list this directory (Permission denied); its files are not read"])
+    text = _summary(report, None)
+    assert "1 not event logs" in text and "2 file(s) or folder(s) could not be read" in text

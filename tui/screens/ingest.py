@@ -121,8 +121,11 @@ def _summary(report: IngestReport | None, error: str | None) -> str:
     parts = [f"ingested {report.records:,} events from {ingested} file(s) in {report.seconds:.1f} s"]
     if already:
         parts.append(f"{already} already in the case")
-    if skipped_files:
-        parts.append(f"{skipped_files} not event logs")
+    unreadable_files = sum(1 for f in report.files if f.status == "skipped" and "cannot read" in (f.message or ""))
+    if skipped_files - unreadable_files:
+        parts.append(f"{skipped_files - unreadable_files} not event logs")
+    if unreadable_files or report.unreadable:
+        parts.append(f"{unreadable_files + len(report.unreadable)} file(s) or folder(s) could not be read")
     if report.skipped:
         parts.append(f"{report.skipped:,} damaged records skipped (ashiato stats)")
     if report.missing:
