@@ -44,8 +44,8 @@ def _from(ip: object, workstation: object) -> str:
 
 def _endpoint(address: object, port: object) -> str:
     """address:port, with an IPv6 address in brackets so its last group is not read as the port."""
-    text = str(address)
-    return f"[{text}]:{'' if port is None else port}" if ":" in text else f"{text}:{'' if port is None else port}"
+    text, shown = str(address), "" if port is None else port
+    return f"[{text}]:{shown}" if ":" in text else f"{text}:{shown}"
 
 
 def _hex(v: object) -> str:

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 
 from .filters import DOCUMENTS, Compiled, compile_filter
-from .ingest.normalise import EVTX_EVENT_DATA
+from .ingest.normalise import EVTX_EVENT_DATA, SECURITY_LOG_CLEARED, SYSTEM_LOG_CLEARED
 from .schema import EVENT_COLUMN_NAMES
 from .summary import process_of, summarise, user_of
 
@@ -301,8 +301,7 @@ NICE_BUCKETS = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 *
 
 # 1102 is the Security log's own "cleared"; System 104 from the Eventlog provider names another log.
 # Other providers reuse 104 (RdpCoreTS: a connection), and 1100 is the service shutting down.
-LOG_CLEARED = ("((channel = 'Security' AND event_id = 1102) OR (channel = 'System' AND event_id = 104 "
-               "AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog')))")
+LOG_CLEARED = f"({SECURITY_LOG_CLEARED} OR {SYSTEM_LOG_CLEARED})"
 
 
 @dataclass

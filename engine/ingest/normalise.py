@@ -67,6 +67,19 @@ USER_DATA_KEYS = frozenset({"SubjectUserName", "SubjectDomainName", "SubjectUser
 RCM_CHANNEL = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
 LSM_CHANNEL = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
 
+# Events named by channel and id, where more than one rule reads them. (Event ids alone are shared:
+# RdpCoreTS logs its own 104, other providers their own 400.)
+_RCM_AUTH = f"(channel = '{RCM_CHANNEL}' AND event_id = 1149)"
+_LSM_SESSION = f"(channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25))"
+SECURITY_LOG_CLEARED = "(channel = 'Security' AND event_id = 1102)"
+# System 104 names the log that was cleared (Security has its own 1102); only the Eventlog's.
+SYSTEM_LOG_CLEARED = ("(channel = 'System' AND event_id = 104 "
+                       "AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog'))")
+# Windows PowerShell 400-800 (the classic log) and module logging (4103).
+_PS_HOST = f"(channel = '{WINDOWS_POWERSHELL}' AND event_id IN (400, 403, 600, 800))"
+_PS_MODULE = ("(channel IN ('Microsoft-Windows-PowerShell/Operational', 'PowerShellCore/Operational') "
+              "AND event_id = 4103)")
+
 Get = Callable[[str], str]  # name → SQL expression of that value as text (NULL when absent)
 
 
@@ -183,8 +196,7 @@ def _hot_columns(d: Get) -> str:
     # RDP: who connected from where (domain.md §1). 1149 names the account in Param1/Param2 and the
     # client in Param3; LocalSessionManager has User (DOMAIN\user) and Address; 4778/4779 Account*
     # and Client*. "LOCAL" and "Unknown" are what Windows writes when there is no remote client.
-    rcm = f"(channel = '{RCM_CHANNEL}' AND event_id = 1149)"
-    lsm = f"(channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25))"
+    rcm, lsm = _RCM_AUTH, _LSM_SESSION
     rdp = "(channel = 'Security' AND event_id IN (4778, 4779))"
     lsm_user = f"CASE WHEN {lsm} THEN nullif(string_split({user}, '\\')[-1], '') END"
     lsm_domain = f"CASE WHEN {lsm} AND contains({user}, '\\') THEN string_split({user}, '\\')[1] END"
@@ -202,11 +214,9 @@ def _hot_columns(d: Get) -> str:
     wfp = "(channel = 'Security' AND event_id BETWEEN 5152 AND 5159)"
     # Windows PowerShell 400/403/600/800 carry the host's command line (HostApplication) in their
     # text: often the only trace of `powershell -enc …` where neither Sysmon nor 4688 is on.
-    ps_host = f"(channel = '{WINDOWS_POWERSHELL}' AND event_id IN (400, 403, 600, 800))"
-    loaded = f"({sysmon} AND event_id IN (6, 7))"
     # Module logging (4103) writes the same as `Name = value` lines of its ContextInfo.
-    ps_module = ("(channel IN ('Microsoft-Windows-PowerShell/Operational', 'PowerShellCore/Operational') "
-                 "AND event_id = 4103)")
+    ps_host, ps_module = _PS_HOST, _PS_MODULE
+    loaded = f"({sysmon} AND event_id IN (6, 7))"
 
     # …and 800 and 4103 the account that ran the pipeline (DOMAIN\user).
     ps_account = f"CASE WHEN {ps_host} THEN {d('UserId')} WHEN {ps_module} THEN {d('ContextUser')} END"
@@ -214,8 +224,7 @@ def _hot_columns(d: Get) -> str:
     ps_domain = f"CASE WHEN contains({ps_account}, chr(92)) THEN string_split({ps_account}, chr(92))[1] END"
     explicit = "coalesce(channel = 'Security' AND event_id = 4648, false)"
     member = _dash_null(d("MemberName"))
-    # System 104 names the log that was cleared in its data (Security has its own 1102).
-    cleared = "(channel = 'System' AND event_id = 104 AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog'))"
+    cleared = SYSTEM_LOG_CLEARED
     cols = {
         "utc_time": _utc(d("UtcTime")),
         "subject_user": f"coalesce({_dash_null(d('SubjectUserName'))}, {sysmon_user}, {ps_user})",
@@ -340,13 +349,12 @@ def _shape_select(shape: str, source: str, extract: str, system: dict[str, str],
     # and each field is the line that starts with its name. DuckDB evaluates a subquery's column
     # again for each reference to it, so searching the whole text once per field cost up to
     # 100 µs a row on PowerShell's 5 kB `-enc` lines (measured: 4x slower JSON normalising).
-    ps = f"event_id IN (400, 403, 600, 800) AND channel = '{WINDOWS_POWERSHELL}'"
     inner = f"""(SELECT *, {_line_field('_lines', 'HostApplication=')} AS _host_app,
                    {_line_field('_lines', 'UserId=')} AS _user_id,
                    {_line_field('_ci_lines', 'Host Application = ', indent='spaces')} AS _ci_host_app,
                    {_line_field('_ci_lines', 'User = ', indent='spaces', last=True)} AS _ci_user
-                 FROM (SELECT *, CASE WHEN {ps} THEN {_lines(ps_context)} END AS _lines,
-                         CASE WHEN event_id = 4103 THEN {_lines(d('ContextInfo'))} END AS _ci_lines
+                 FROM (SELECT *, CASE WHEN {_PS_HOST} THEN {_lines(ps_context)} END AS _lines,
+                         CASE WHEN {_PS_MODULE} THEN {_lines(d('ContextInfo'))} END AS _ci_lines
                        FROM (SELECT *, CASE WHEN {_TEXT_EVENTS} THEN {free_text} END::VARCHAR AS _text
                              FROM {inner})))"""
     d = _with_free_text(d)
@@ -403,10 +411,8 @@ def _with_free_text(d: Get) -> Get:
 # the UserData events whose fields NXLog keeps only in the Message (_NXLOG_FALLBACKS).
 # The event id is tested first: it rules out nearly every row before the channel is compared.
 _TEXT_EVENTS = (f"event_id IN (400, 403, 600, 800, 1102, 104, 1149, 21, 22, 23, 24, 25) AND "
-                f"((channel = '{WINDOWS_POWERSHELL}' AND event_id IN (400, 403, 600, 800)) "
-                f"OR (channel = 'Security' AND event_id = 1102) OR (channel = 'System' AND event_id = 104) "
-                f"OR (channel = '{RCM_CHANNEL}' AND event_id = 1149) "
-                f"OR (channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25)))")
+                f"({_PS_HOST} OR {SECURITY_LOG_CLEARED} OR (channel = 'System' AND event_id = 104) "
+                f"OR {_RCM_AUTH} OR {_LSM_SESSION})")
 
 
 # Unnamed event data (classic providers): winlogbeat names its parts param1, param2, …
@@ -576,26 +582,21 @@ def _message_line(label: str, *, last: bool = False) -> str:
 # Message's fixed template when the document has no field of that name. System 104's Message names
 # only the log; the account that cleared it is the event's own user (UserID), which NXLog also
 # writes as AccountName and Domain.
-_CLEARED_SECURITY = "(channel = 'Security' AND event_id = 1102)"
-_CLEARED_OTHER = ("(channel = 'System' AND event_id = 104 "
-                  "AND ends_with(lower(coalesce(provider, 'eventlog')), 'eventlog'))")
-_NXLOG_RCM = f"(channel = '{RCM_CHANNEL}' AND event_id = 1149)"
-_NXLOG_LSM = f"(channel = '{LSM_CHANNEL}' AND event_id IN (21, 22, 23, 24, 25))"
 _NXLOG_FALLBACKS: dict[str, list[tuple[str, str]]] = {
     # A Message rendered with names resolved says CORP\bob here: only a SID is a SID.
-    "SubjectUserSid": [(_CLEARED_SECURITY, f"CASE WHEN {_message_line('Security ID')} LIKE 'S-1-%' "
+    "SubjectUserSid": [(SECURITY_LOG_CLEARED, f"CASE WHEN {_message_line('Security ID')} LIKE 'S-1-%' "
                                            f"THEN {_message_line('Security ID')} END")],
-    "SubjectUserName": [(_CLEARED_SECURITY, _message_line("Account Name")),
-                        (_CLEARED_OTHER, "json_extract_string(doc, '$.AccountName')")],
-    "SubjectDomainName": [(_CLEARED_SECURITY, _message_line("Domain Name")),
-                          (_CLEARED_OTHER, "json_extract_string(doc, '$.Domain')")],
-    "SubjectLogonId": [(_CLEARED_SECURITY, _message_line("Logon ID"))],
-    "Param1": [(_NXLOG_RCM, _message_line("User"))],
-    "Param2": [(_NXLOG_RCM, _message_line("Domain", last=True))],
-    "Param3": [(_NXLOG_RCM, _message_line("Source Network Address", last=True))],
-    "User": [(_NXLOG_LSM, _message_line("User"))],
-    "Address": [(_NXLOG_LSM, _message_line("Source Network Address", last=True))],
-    "Channel": [(_CLEARED_OTHER, "nullif(regexp_extract(_text, '^The (.+) log file was cleared', 1), '')")],
+    "SubjectUserName": [(SECURITY_LOG_CLEARED, _message_line("Account Name")),
+                        (SYSTEM_LOG_CLEARED, "json_extract_string(doc, '$.AccountName')")],
+    "SubjectDomainName": [(SECURITY_LOG_CLEARED, _message_line("Domain Name")),
+                          (SYSTEM_LOG_CLEARED, "json_extract_string(doc, '$.Domain')")],
+    "SubjectLogonId": [(SECURITY_LOG_CLEARED, _message_line("Logon ID"))],
+    "Param1": [(_RCM_AUTH, _message_line("User"))],
+    "Param2": [(_RCM_AUTH, _message_line("Domain", last=True))],
+    "Param3": [(_RCM_AUTH, _message_line("Source Network Address", last=True))],
+    "User": [(_LSM_SESSION, _message_line("User"))],
+    "Address": [(_LSM_SESSION, _message_line("Source Network Address", last=True))],
+    "Channel": [(SYSTEM_LOG_CLEARED, "nullif(regexp_extract(_text, '^The (.+) log file was cleared', 1), '')")],
 }
 
 

@@ -32,6 +32,7 @@ from .json_reader import read_json_documents, read_json_lines
 from .normalise import SHAPE_SELECTS, canonical_ip, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
 from .sources import (
     Evidence,
+    Prepended,
     describe_head,
     discover,
     evtx_on_disk,
@@ -253,7 +254,7 @@ def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
         stripped = head.lstrip(b" \t\r\n")
         first_line = stripped.split(b"\n", 1)[0].strip()
         if stripped.startswith(b"{") and _is_json(first_line):
-            yield from read_json_lines(_Prepend(head, stream), f.damage)  # type: ignore[arg-type]
+            yield from read_json_lines(Prepended(head, stream), f.damage)  # type: ignore[arg-type]
         else:
             text = (head + stream.read()).decode("utf-8", errors="replace")
             yield from read_json_documents(text, f.damage, batch_rows)
@@ -270,20 +271,6 @@ def _is_json(line: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return True
-
-
-class _Prepend:
-    """A read-only stream: bytes already read, then the rest of the file."""
-
-    def __init__(self, head: bytes, rest: object) -> None:
-        self._head = head
-        self._rest = rest
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            out, self._head = self._head, b""
-            return out
-        return self._rest.read(n)  # type: ignore[attr-defined, no-any-return]
 
 
 _Item = tuple[str, _File | None, pa.Table | None]

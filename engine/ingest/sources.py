@@ -207,11 +207,11 @@ def open_evidence(path: Path) -> Iterator[IO[bytes]]:
             raw.seek(0)
             yield raw
             return
-        yield _Prepended(head, stream)  # type: ignore[misc]
+        yield Prepended(head, stream)  # type: ignore[misc]
 
 
-class _Prepended:
-    """Bytes already read, then the rest of a stream."""
+class Prepended:
+    """Bytes already read, then the rest of a stream (whose `problem`, if any, shows through)."""
 
     def __init__(self, head: bytes, rest: IO[bytes]) -> None:
         self._head = head
