@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from .schema import ORDER_KEY, SCHEMA_VERSION, ddl
+from .schema import ADDED_IN, COLUMN_TYPES, ORDER_KEY, SCHEMA_VERSION, ddl
 
 
 class CaseError(Exception):
@@ -25,6 +25,8 @@ class Case:
                  memory_limit: str = "512MB", threads: int | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        # An older case opened read-only is read as it is; opened read-write once, it is upgraded.
+        self.outdated = False
         if read_only and not self.path.exists():
             raise CaseError(f"{self.path}: no such case file")
         config: dict[str, str | bool | int | float | list[str]] = {
@@ -59,19 +61,41 @@ class Case:
         return bool(rows[0][0])
 
     def _check_version(self) -> None:
-        """A case of another schema is refused before anything is written to it. An older one lacks
-        columns this version derives from the documents, and filling them in place would leave its
-        events answering filters differently from new ones: the evidence is ingested again instead."""
+        """A case of a newer schema is refused before anything is written to it. An older one is
+        upgraded when opened read-write (`_upgrade`); read-only, it is only flagged `outdated`."""
         version = self.schema_version() if self._has_table("meta") else None
         if version is None or version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
             raise CaseError(f"{self.path}: case written by a newer ashiato (schema {version})")
-        paths = [r[0] for r in self.con.execute("SELECT path FROM sources ORDER BY source_id LIMIT 4").fetchall()]
-        listed = " ".join(shlex.quote(p) for p in paths) + (" …" if len(paths) == 4 else "")
-        raise CaseError(
-            f"{self.path}: case written by an older ashiato (schema {version}, this one writes {SCHEMA_VERSION}): "
-            f"ingest its evidence again into a new case, e.g. `ashiato ingest new-case.duckdb {listed}`")
+        if version not in ADDED_IN and version + 1 not in ADDED_IN:
+            paths = [r[0] for r in self.con.execute("SELECT path FROM sources ORDER BY source_id LIMIT 4").fetchall()]
+            listed = " ".join(shlex.quote(p) for p in paths) + (" …" if len(paths) == 4 else "")
+            raise CaseError(
+                f"{self.path}: case written by an older ashiato (schema {version}) that this one cannot upgrade: "
+                f"ingest its evidence again into a new case, e.g. `ashiato ingest new-case.duckdb {listed}`")
+        self.outdated = True
+
+    def _upgrade(self) -> None:
+        """Add the columns later schemas have, filled in from each event's stored document with the
+        same expressions the ingest uses, so an upgraded case answers filters as a new one does."""
+        from .ingest.normalise import data_field_sql, hot_column_exprs
+
+        version = self.schema_version() or SCHEMA_VERSION
+        added = [c for v in range(version + 1, SCHEMA_VERSION + 1) for c in ADDED_IN.get(v, [])]
+        exprs = hot_column_exprs(lambda key: data_field_sql("'$.\"" + key + "\"'"))
+        with self.transaction() as con:
+            for column in added:
+                con.execute(f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {column} {COLUMN_TYPES[column]}")
+            if added:
+                sets = ", ".join(f"{c} = {exprs[c]}" for c in added)
+                con.execute(f"UPDATE events SET {sets} FROM event_data d WHERE d.eid = events.eid")
+            con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        self.outdated = False
+        if "member_name" in added:
+            from .ingest.pipeline import _name_members
+
+            _name_members(self)
 
     def _create(self) -> None:
         for stmt in ddl():
@@ -80,10 +104,19 @@ class Case:
         self.con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS complete BOOLEAN DEFAULT TRUE")
         if self.schema_version() is None:
             self.con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if self.outdated:
+            self._upgrade()
         self.drop_incomplete_files()
         if self.unordered_events():
             # An ingest was interrupted after committing files but before ordering them.
             self.reorder()
+        self.refresh_derived()
+
+    def refresh_derived(self) -> None:
+        """Build or bring up to date the tables derived from `events` (boots, sessions)."""
+        from . import derived
+
+        derived.refresh(self)
 
     def schema_version(self) -> int | None:
         rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
@@ -124,8 +157,12 @@ class Case:
             "SELECT source_id FROM sources WHERE NOT complete").fetchall()]
 
     def needs_repair(self) -> bool:
-        """True after an interrupted ingest, until the case is opened read-write once."""
-        return bool(self.incomplete_files() or self.unordered_events())
+        """True after an interrupted ingest, for a case of an older schema, or when the derived
+        tables are missing or behind `events`: until the case is opened read-write once."""
+        from . import derived
+
+        return bool(self.outdated or self.incomplete_files() or self.unordered_events()
+                    or derived.stale(self.con))
 
     def drop_incomplete_files(self) -> None:
         """Remove the events of files whose ingest was interrupted part-way: a file is in the case

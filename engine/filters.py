@@ -51,9 +51,10 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 TIME_KEYS = ("after", "before")
 # Image paths: a bare file name (no backslash) matches the path's last part, as shown in the timeline.
-PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "object_name"})
+PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "object_name", "logon_process_image"})
 # User columns and the domain column beside each: DOMAIN\user matches both, as shown in the timeline.
-USER_DOMAIN = {"target_user": "target_domain", "subject_user": "subject_domain", "member_name": None}
+USER_DOMAIN = {"target_user": "target_domain", "subject_user": "subject_domain", "member_name": None,
+               "user": "domain"}
 GUID_COLUMNS = frozenset({"process_guid", "parent_guid", "target_guid", "logon_guid", "script_block_id"})
 # Event IDs are 16-bit: a larger number is a mistake, not a filter that silently matches nothing.
 MAX_EVENT_ID = 65535
@@ -63,6 +64,26 @@ _NUMERIC = {"INTEGER", "BIGINT", "UBIGINT", "UINTEGER", "SMALLINT"}
 # How every term that reads the original documents names them, always followed by a parenthesised
 # condition: views.resolve_steps() narrows it to one range of documents at a time.
 DOCUMENTS = "FROM event_data d WHERE"
+
+
+@dataclass(frozen=True)
+class Table:
+    """What a filter is compiled over: the columns of a table read as `e`, their aliases, and how
+    `after:` / `before:` bound it. Only `events` has original documents to search."""
+
+    name: str
+    types: dict[str, str]
+    aliases: dict[str, tuple[str, ...]]
+    text_columns: list[str]
+    after_sql: str
+    before_sql: str
+    documents: bool = False
+    time_column: str = "ts"
+
+
+EVENTS = Table("events", COLUMN_TYPES, ALIASES, TEXT_COLUMNS, "e.ts >= ?", "e.ts < ?", documents=True)
+# `session:HOST/BOOT/0xID`: the events of one logon session (engine.sessions).
+SESSION_KEY = "session"
 
 
 class FilterError(ValueError):
@@ -218,14 +239,17 @@ def _like(value: str) -> str:
 class Compiler:
     """Compiles filters for one case: it knows the case's original field names."""
 
-    def __init__(self, field_names: list[str] | None = None) -> None:
-        self.field_names = field_names or []
+    def __init__(self, field_names: list[str] | None = None, table: Table = EVENTS) -> None:
+        self.table = table
+        self.field_names = (field_names or []) if table.documents else []
         self._by_lower: dict[str, list[str]] = {}
         for name in self.field_names:
             self._by_lower.setdefault(name.lower(), []).append(name)
 
     def known_names(self) -> list[str]:
-        return sorted(set(EVENT_COLUMN_NAMES) | set(ALIASES) | set(TIME_KEYS) | set(self.field_names))
+        extra = {SESSION_KEY} if self.table.documents else set()
+        return sorted(set(self.table.types) | set(self.table.aliases) | set(TIME_KEYS) | set(self.field_names)
+                      | extra)
 
     def compile(self, text: str) -> Compiled:
         terms = tokenize(text)
@@ -247,10 +271,12 @@ class Compiler:
         if name in TIME_KEYS:
             return self._time_bound(t, name)
         if name == "ts" or name == "time":
-            return self._compare(t, ["ts"])
-        if name in ALIASES:
-            return self._compare(t, list(ALIASES[name]))
-        if name in COLUMN_TYPES:
+            return self._compare(t, [self.table.time_column])
+        if name == SESSION_KEY and self.table.documents:
+            return self._session(t)
+        if name in self.table.aliases:
+            return self._compare(t, list(self.table.aliases[name]))
+        if name in self.table.types:
             return self._compare(t, [name])
         if t.field in self.field_names:
             return self._original(t, [t.field])
@@ -273,13 +299,29 @@ class Compiler:
         except ValueError:
             raise FilterError(f"{name}: expects an ISO 8601 time like 2020-09-20T10:00",
                               t.position, t.text) from None
-        return ("e.ts >= ?" if name == "after" else "e.ts < ?"), [when]
+        sql = self.table.after_sql if name == "after" else self.table.before_sql
+        return sql, [when] * sql.count("?")
+
+    def _session(self, t: Term) -> tuple[str, list[Any]]:
+        from .sessions import SessionKey, session_params, session_term_sql
+
+        ors: list[str] = []
+        params: list[Any] = []
+        for value in t.values:
+            try:
+                key = SessionKey.parse(value)
+            except ValueError as exc:
+                raise FilterError(f"session: {exc}", t.position, t.text) from None
+            sql, _ = session_term_sql()
+            ors.append(sql)
+            params += session_params(key)
+        return " OR ".join(ors), params
 
     def _compare(self, t: Term, columns: list[str]) -> tuple[str, list[Any]]:
         ors: list[str] = []
         params: list[Any] = []
         for col in columns:
-            typ = COLUMN_TYPES.get(col, "TIMESTAMP" if col == "ts" else "VARCHAR")
+            typ = self.table.types.get(col, "TIMESTAMP" if col == "ts" else "VARCHAR")
             for value in t.values:
                 sql, p = self._one(t, col, typ, value)
                 ors.append(sql)
@@ -287,7 +329,21 @@ class Compiler:
         return " OR ".join(ors), params
 
     def _one(self, t: Term, col: str, typ: str, value: str) -> tuple[str, list[Any]]:
-        ref = f"e.{col}"
+        ref = f'e."{col}"' if col in ("user", "end") else f"e.{col}"
+        if typ == "BOOLEAN":
+            truth = {"yes": True, "true": True, "y": True, "1": True, "no": False, "false": False, "n": False,
+                     "0": False}.get(value.strip().lower())
+            if truth is None or t.op != "=":
+                raise FilterError(f'{t.field}: "{value}" is not yes or no', t.position, t.text)
+            return f"{ref} = ?", [truth]
+        if typ == "DOUBLE":
+            try:
+                return f"{ref} {t.op} ?", [float(value)]
+            except ValueError:
+                raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text) from None
+        if typ == "VARCHAR[]":
+            # A list of names (flags, privileges): one of them starts with the value, as typed.
+            return f"len(list_filter({ref}, lambda x: starts_with(lower(x), lower(?)))) > 0", [value.strip()]
         if typ in _NUMERIC:
             if col == "granted_access" and not value.strip().lower().startswith("0x"):
                 # Masks are written in hex everywhere: 1fffff can only be hex, but 1410 could be
@@ -389,10 +445,13 @@ class Compiler:
         pattern = _regex(value)
         escaped = json.dumps(value, ensure_ascii=False)[1:-1]
         doc_pattern = pattern if escaped == value else f"{pattern[:4]}(?:{pattern[4:]}|{_regex(escaped)[4:]})"
-        cols = " OR ".join(f"regexp_matches(e.{c}, ?)" for c in TEXT_COLUMNS)
-        params: list[Any] = [pattern] * len(TEXT_COLUMNS)
+        columns = self.table.text_columns
+        cols = " OR ".join(f'regexp_matches(e."{c}", ?)' for c in columns)
+        params: list[Any] = [pattern] * len(columns)
         number = _parse_number(value)
         extra = ""
+        if not self.table.documents:
+            return cols, params
         if number is not None:
             extra = " OR e.event_id = ?"
             params.append(number)
@@ -434,5 +493,5 @@ def _regex(value: str) -> str:
     return "(?i)" + ".*".join(re.escape(part) for part in value.split("*"))
 
 
-def compile_filter(text: str, field_names: list[str] | None = None) -> Compiled:
-    return Compiler(field_names).compile(text)
+def compile_filter(text: str, field_names: list[str] | None = None, table: Table = EVENTS) -> Compiled:
+    return Compiler(field_names, table).compile(text)

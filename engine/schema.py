@@ -7,7 +7,7 @@ row group. The wide parts of an event (its flattened event data and the original
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # (name, SQL type, meaning). The order here is the column order of `events`.
 CORE_COLUMNS: list[tuple[str, str, str]] = [
@@ -72,7 +72,21 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("member_name", "VARCHAR", "group events: the member added or removed (MemberName's CN, or the "
                                "name another event of the case gives its MemberSid)"),
     ("member_sid", "VARCHAR", "group events: MemberSid"),
+    # Added in schema 3: what a logon session says about how it was made (domain.md §2).
+    ("elevated_token", "BOOLEAN", "4624 ElevatedToken (%%1842 yes, %%1843 no)"),
+    ("impersonation_level", "VARCHAR", "4624 ImpersonationLevel as logged (%%1832 identification, "
+                                       "%%1833 impersonation, %%1840 delegation)"),
+    ("lm_package", "VARCHAR", "4624 LmPackageName (NTLM V1, NTLM V2), '-' dropped"),
+    ("key_length", "INTEGER", "4624 KeyLength (0 on an NTLM logon without a session key)"),
+    ("failure_reason", "VARCHAR", "4625 FailureReason as logged (%%2313 …)"),
 ]
+
+# The columns each schema version added, oldest first: an older case gains them, filled in from
+# its stored documents (Case._upgrade), instead of being refused.
+ADDED_IN: dict[int, list[str]] = {
+    2: ["member_name", "member_sid"],
+    3: ["elevated_token", "impersonation_level", "lm_package", "key_length", "failure_reason"],
+}
 
 EVENT_COLUMNS = CORE_COLUMNS + HOT_COLUMNS
 EVENT_COLUMN_NAMES = [c[0] for c in EVENT_COLUMNS]

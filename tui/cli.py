@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo")
+SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons")
+# Commands whose positional filter may start with an exclusion (`-eid:4624`).
+FILTER_COMMANDS = ("query", "export", "sessions", "logons")
 DEFAULT_CASE = "ashiato-case.duckdb"
 QUERY_COLUMNS = ["ts", "host", "channel", "event_id", "record_id", "summary", "user", "process", "eid"]
 
@@ -64,6 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--marked", action="store_true", help="only events marked in the TUI")
 
+    p = sub.add_parser("sessions", help="logon sessions (host, boot, LogonId), newest activity first")
+    p.add_argument("case")
+    p.add_argument("filter", nargs="?", default="",
+                   help="the filter language over session columns: user:alice host:DC01 type:3,10 privileged:yes "
+                        "flag:ntlm after:… (see `ashiato sessions --columns`)")
+    p.add_argument("--by", choices=("session", "user", "edge"), default="session",
+                   help="session (default), user: a summary per account, edge: who logged on where from where")
+    p.add_argument("--format", choices=("table", "csv", "jsonl", "graphml", "dot"), default="table",
+                   help="table for people, csv or jsonl for scripts; graphml or dot for --by edge")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.add_argument("--force", action="store_true", help="replace the --output file if it exists")
+    p.add_argument("--limit", type=int, default=None,
+                   help="rows to print (0: all; default 100 in a table, all in csv/jsonl)")
+
+    p = sub.add_parser("logons", help="failed logons grouped by account and source, with brute-force, "
+                                      "spraying and lockout verdicts")
+    p.add_argument("case")
+    p.add_argument("--failed", action="store_true", help="the failed logons (the only view for now; the default)")
+    p.add_argument("--thresholds", help="a thresholds TOML file over the defaults and the user's")
+    _out_format(p)
+
     p = sub.add_parser("demo", help="build the bundled demo case (a generated incident) and open it")
     p.add_argument("--case", default="ashiato-demo.duckdb")
     p.add_argument("--seed", type=int, default=7)
@@ -79,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A filter may start with an exclusion (`-eid:4624 user:bob`, `-host:WS01`), which argparse
     # would take for an option (`-h…` for --help): such words are the filter's, set aside first.
     excluded: list[str] = []
-    if args_list and args_list[0] in ("query", "export"):
+    if args_list and args_list[0] in FILTER_COMMANDS:
         args_list, excluded = _split_exclusions(args_list)
     args = ap.parse_args(args_list)
     if excluded:
@@ -107,8 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Options of query/export, and those that take the next word as their value.
-_OPTIONS = {"-h", "--help", "--limit", "--offset", "--columns", "--format", "-o", "--output", "--marked"}
-_TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output"}
+_OPTIONS = {"-h", "--help", "--limit", "--offset", "--columns", "--format", "-o", "--output", "--marked",
+            "--by", "--force", "--failed", "--thresholds"}
+_TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output", "--by", "--thresholds"}
 
 
 def _split_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -349,6 +373,147 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- sessions and logons -------------------------------------------------------------------------------
+SESSION_TABLE_COLUMNS = ["start", "host", "logon_id", "account", "type", "auth", "source", "priv", "end",
+                         "lasted", "events", "flags"]
+# What scripts get: every column but the display ordinal.
+SESSION_COLUMNS_OUT = ["host", "boot", "logon_id", "linked_logon_id", "user", "domain", "sid", "logon_type",
+                       "logon_type_name", "auth_package", "logon_process", "lm_package", "key_length",
+                       "elevated_token", "impersonation_level", "src_ip", "src_port", "workstation",
+                       "logon_process_image", "privileged", "privileges", "sensitive_privileges", "start", "end",
+                       "end_reason", "duration_s", "last_seen", "logons", "events", "processes", "explicit_uses",
+                       "explicit_targets", "rdp_clients", "reconnects", "disconnects", "flags", "reasons",
+                       "subject_sid", "first_eid", "session"]
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    return (f"{days}d{h:02d}h" if days else f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s")
+
+
+def _session_display(row: dict[str, Any]) -> dict[str, Any]:
+    """A session as the table shows it: the account with its domain, the source, times to the second."""
+    from tui.widgets.columns import short_host
+
+    shown = dict(row)
+    shown["start"] = f"{row['start']:%Y-%m-%d %H:%M:%S}" if row.get("start") else ""
+    shown["host"] = short_host(row.get("host"))
+    shown["account"] = f"{row['domain']}\\{row['user']}" if row.get("domain") else row.get("user")
+    shown["source"] = row.get("src_ip") or row.get("workstation")
+    shown["priv"] = "yes" if row.get("privileged") else ""
+    shown["end"] = row.get("end_reason")
+    shown["lasted"] = _duration(row.get("duration_s"))
+    shown["flags"] = " ".join(row.get("flags") or [])
+    shown["type"] = f"{row.get('logon_type')} {row.get('logon_type_name') or ''}".strip()
+    shown["auth"] = row.get("auth_package")
+    return shown
+
+
+def _writer(args: argparse.Namespace) -> Any:
+    """Standard output, or the --output file (never replacing one without --force)."""
+    if not getattr(args, "output", None):
+        return None
+    path = Path(args.output)
+    if path.exists() and not args.force:
+        raise _UserError(f"{path} exists: give --force to replace it, or another -o")
+    return path
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+
+    import duckdb
+
+    from engine import logon_map, sessions
+    from engine.filters import FilterError
+
+    if args.format in ("graphml", "dot") and args.by != "edge":
+        raise _UserError(f"--format {args.format} draws the logon graph: use it with --by edge")
+    out_path = _writer(args)
+    cur = _open_read_only(args.case)
+    limit = args.limit if args.limit is not None else (100 if args.format == "table" else 0)
+    try:
+        if args.by == "edge":
+            rows = logon_map.edges(cur, args.filter)
+            columns = list(logon_map.EDGE_TYPES)
+        elif args.by == "user":
+            rows = logon_map.by_user(cur, args.filter)
+            columns = list(logon_map.USER_TYPES)
+        else:
+            rows = sessions.query(cur, args.filter, limit=limit + 1 if limit else None)
+            for r in rows:
+                r["session"] = sessions.key_of(r).text()
+            columns = SESSION_TABLE_COLUMNS if args.format == "table" else SESSION_COLUMNS_OUT
+    except FilterError as exc:
+        raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
+    except duckdb.Error as exc:
+        raise _UserError(f"sessions failed: {exc}") from exc
+    more = bool(limit) and len(rows) > limit
+    rows = rows[:limit] if limit else rows
+    buffer = io.StringIO() if out_path else None
+    with contextlib.redirect_stdout(buffer) if buffer is not None else contextlib.nullcontext():
+        if args.format == "graphml":
+            sys.stdout.write(logon_map.graphml(rows))
+        elif args.format == "dot":
+            sys.stdout.write(logon_map.dot(rows))
+        elif args.by == "session" and args.format == "table":
+            _emit([_session_display(r) for r in rows], columns, "table", hex_columns={"logon_id"})
+        else:
+            _emit(rows, columns, args.format, hex_columns={"logon_id", "linked_logon_id"})
+    if buffer is not None and out_path is not None:
+        out_path.write_text(buffer.getvalue(), encoding="utf-8")
+        print(f"{len(rows):,} rows written to {out_path}", file=sys.stderr)
+    if more:
+        print(f"the first {limit} sessions; more match (--limit 0 prints all)", file=sys.stderr)
+    return 0
+
+
+def cmd_logons(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from engine import logons
+
+    try:
+        thresholds = logons.load_thresholds(logons.DEFAULT_THRESHOLDS, logons.user_thresholds_path(),
+                                            Path(args.thresholds) if args.thresholds else None)
+    except logons.ThresholdError as exc:
+        raise _UserError(str(exc)) from exc
+    if args.thresholds and not Path(args.thresholds).is_file():
+        raise _UserError(f"{args.thresholds}: no such thresholds file")
+    cur = _open_read_only(args.case)
+    try:
+        verdicts = logons.verdicts(cur, thresholds)
+        groups = logons.groups(cur)
+    except duckdb.Error as exc:
+        raise _UserError(f"logons failed: {exc}") from exc
+    if args.format == "table":
+        from tui.safe_text import escape
+
+        for v in verdicts:
+            print(f"{v['verdict'].upper().replace('_', ' ')}: {escape(v['reason'])} "
+                  f"[{v['first']:%Y-%m-%d %H:%M:%S} – {v['last']:%H:%M:%S}, {len(v['eids'])} events]")
+        if verdicts:
+            print()
+        shown = []
+        for g in groups:
+            why = "; ".join(f"{s['meaning'] or _hex_cell(s['status'])} ×{s['count']}" for s in g["statuses"][:2])
+            shown.append({**g, "hosts": " ".join(g["hosts"]), "event_ids": " ".join(map(str, g["event_ids"])),
+                          "why": why})
+        _emit(shown, ["account", "source", "count", "first", "last", "hosts", "event_ids", "why"], "table")
+        return 0
+    columns = ["kind", "verdict", "account", "accounts", "source", "sources", "host", "hosts", "count", "first",
+               "last", "eids", "session", "reason", "user", "domains", "event_ids", "logon_types", "statuses"]
+    rows = [{**v, "hosts": v.get("hosts", [v["host"]] if v.get("host") else [])} for v in verdicts] + groups
+    _emit(rows, columns, args.format)
+    return 0
+
+
 # -- demo ---------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from engine import Case
@@ -438,7 +603,8 @@ def _hex_cell(value: Any) -> str:
     return f"0x{value:x}" if isinstance(value, int) else _cell(value)
 
 
-def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: bool = False) -> None:
+def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: bool = False,
+          hex_columns: set[str] | frozenset[str] = frozenset()) -> None:
     """Rows out in `fmt`. csv and jsonl carry the stored values; the table is for reading, so
     event columns (`events`) Windows writes in hex (NTSTATUS, access masks, LogonIds) show in hex."""
     out = sys.stdout
@@ -456,10 +622,17 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: b
         from tui.safe_text import escape
 
         def raw(v: Any) -> Any:
+            if isinstance(v, list) and all(isinstance(x, str) for x in v):
+                return " ".join(v)  # flags, privileges, hosts: one cell, as a shell reads words
+            if isinstance(v, list | dict):
+                import orjson
+
+                return orjson.dumps(v, default=str).decode()
             return "" if v is None else v
 
         def shown(v: Any) -> Any:
-            return "" if v is None else escape(v, limit=None) if isinstance(v, str) else v
+            v = raw(v)
+            return escape(v, limit=None) if isinstance(v, str) else v
 
         cell = shown if out.isatty() else raw
         w = csv.writer(out)
@@ -478,7 +651,7 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: b
             t.add_column(c, overflow="ellipsis", no_wrap=c != "summary")
         from tui.widgets.columns import HEX_COLUMNS
 
-        hex_columns = HEX_COLUMNS if events else frozenset()
+        hex_columns = (HEX_COLUMNS if events else frozenset()) | hex_columns
         for r in rows:
             t.add_row(*[Text(_hex_cell(r.get(c)) if c in hex_columns else _cell(r.get(c))) for c in columns])
         console.print(t)

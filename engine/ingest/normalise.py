@@ -58,6 +58,8 @@ DATA_KEYS = [
     "ContextInfo", "Payload",
     # Sysmon 17/18 (named pipes) and 9 (raw disk reads)
     "PipeName", "Device",
+    # 4624 / 4625: how a logon was made, and why one failed
+    "ElevatedToken", "ImpersonationLevel", "LmPackageName", "KeyLength", "FailureReason",
 ]
 WINDOWS_POWERSHELL = "Windows PowerShell"
 # Fields that EVTX keeps in UserData (the object stored as `data`) for some events, and in EventData
@@ -183,8 +185,9 @@ def _dash_null(expr: str) -> str:
     return f"nullif(nullif(trim({expr}), '-'), '')"
 
 
-def _hot_columns(d: Get) -> str:
-    """The typed hot columns, from the event-data fields (domain.md §2–4)."""
+def hot_column_exprs(d: Get) -> dict[str, str]:
+    """SQL of each typed hot column, from the event-data fields (domain.md §2–4). The expressions
+    read the row's normalised `channel`, `event_id`, `provider` and `user_sid` besides `d`."""
     sysmon = f"channel = '{SYSMON_CHANNEL}'"
     user = d("User")
     # Sysmon's User (SourceUser on 8 and 10, Sysmon 13 on) is DOMAIN\user; a bare name (no domain)
@@ -307,8 +310,21 @@ def _hot_columns(d: Get) -> str:
         "member_name": (f"CASE WHEN {member} LIKE 'CN=%' THEN regexp_replace(regexp_extract({member}, "
                         f"'^CN=((?:[^,\\\\]|\\\\.)+)', 1), '\\\\(.)', '\\1', 'g') ELSE {member} END"),
         "member_sid": _dash_null(d("MemberSid")),
+        # Windows writes %%1842 / %%1843; a collector that renders messages writes Yes / No.
+        "elevated_token": (f"CASE lower(trim({d('ElevatedToken')})) WHEN '%%1842' THEN true WHEN 'yes' THEN true "
+                           f"WHEN 'true' THEN true WHEN '%%1843' THEN false WHEN 'no' THEN false "
+                           f"WHEN 'false' THEN false END"),
+        "impersonation_level": _dash_null(f"trim({d('ImpersonationLevel')})"),
+        "lm_package": _dash_null(f"trim({d('LmPackageName')})"),
+        "key_length": _int(d("KeyLength"), "INTEGER"),
+        "failure_reason": _dash_null(f"trim({d('FailureReason')})"),
     }
-    return ",\n    ".join(f"{expr} AS {name}" for name, expr in cols.items())
+    return cols
+
+
+def _hot_columns(d: Get) -> str:
+    """The typed hot columns, from the event-data fields (domain.md §2–4)."""
+    return ",\n    ".join(f"{expr} AS {name}" for name, expr in hot_column_exprs(d).items())
 
 
 # Hot fields of shapes whose event data is built into `data`: one more extraction, from it.

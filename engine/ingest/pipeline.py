@@ -224,6 +224,7 @@ def ingest(
         case.reorder()
     _name_members(case)
     _refresh_fields(case)
+    case.refresh_derived()
     report.seconds = time.perf_counter() - started
     return report
 

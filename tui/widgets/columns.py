@@ -70,7 +70,21 @@ _SPECS: dict[str, ColumnSpec] = {
     "auth_package": ColumnSpec("auth_package", "auth", 9, 4, 50),
     "privileges": ColumnSpec("privileges", "privileges", 30, 12, 45),
     "script_text": ColumnSpec("script_text", "script", 40, 16, 62),
+    # The sessions view (tui/widgets/rows.py SessionRows).
+    "start": ColumnSpec("start", "start", 19, 19, 100),
+    "logon_id": ColumnSpec("logon_id", "logon id", 10, 6, 75),
+    "account": ColumnSpec("account", "account", 24, 10, 95, flex=True),
+    "type": ColumnSpec("type", "type", 13, 4, 85),
+    "source": ColumnSpec("source", "source", 15, 8, 82),
+    "priv": ColumnSpec("priv", "priv", 5, 4, 78),
+    "lasted": ColumnSpec("lasted", "lasted", 6, 6, 60),
+    "end_reason": ColumnSpec("end_reason", "end", 8, 4, 40),
+    "flags": ColumnSpec("flags", "flags", 14, 4, 70),
+    "events": ColumnSpec("events", "events", 6, 5, 35),
+    "processes": ColumnSpec("processes", "procs", 5, 5, 30),
 }
+SESSION_COLUMNS = ["start", "host", "account", "type", "source", "priv", "flags", "lasted", "logon_id",
+                   "auth_package", "events", "end_reason"]
 
 KNOWN_COLUMNS = sorted(set(DERIVED) | set(EVENT_COLUMN_NAMES))
 # Shown in hex, as Windows writes them (0xc000006a, 0x1410, 0x3e7); stored as integers.

@@ -27,7 +27,8 @@ from engine import views
 
 from ..safe_text import fit
 from ..session import Session
-from .columns import DEFAULT_COLUMNS, Placed, cell_text, fit_cell, layout, local_offset_label
+from .columns import DEFAULT_COLUMNS, Placed, fit_cell, layout, local_offset_label
+from .rows import EventRows, RowSource
 
 BLOCK = 256
 MAX_BLOCKS = 24  # ~6k rows (a row is ~5 KB of Python objects)
@@ -84,14 +85,17 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
 
     local_time: var[bool] = var(False)
 
-    def __init__(self, session: Session, *, id: str | None = None) -> None:
+    def __init__(self, session: Session, *, source: RowSource | None = None, columns: list[str] | None = None,
+                 id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
+        # Events unless told otherwise: the sessions view pages through sessions with the same widget.
+        self.source: RowSource = source if source is not None else EventRows(session.marks)
         self.view: views.View | None = None
         self.generation = 0
         self.cursor = 0
         self.focus_column = 0
-        self.columns: list[str] = list(DEFAULT_COLUMNS)
+        self.columns: list[str] = list(columns or DEFAULT_COLUMNS)
         self.placed: list[Placed] = []
         self.highlight_terms: list[str] = []
         self._blocks: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
@@ -344,7 +348,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         if generation == self.generation and self._still_wanted(block):
             try:
                 with self.session.cursor() as cur:
-                    rows = views.window(cur, view, block * BLOCK, BLOCK)
+                    rows = self.source.window(cur, view, block * BLOCK, BLOCK)
             except Exception as exc:  # an interrupted or failed query: show it, retry on next scroll
                 error = str(exc)
         self.post_message(self.BlockLoaded(generation, block, rows, error))
@@ -403,9 +407,8 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         if row is None:
             self._schedule_dispatch()
             return self._placeholder(index, width, is_cursor)
-        eid = row.get("eid")
         # None: not marked; "": marked without a tag; text: tagged.
-        mark = (self.session.marks.get(eid) or "") if eid in self.session.marks else None
+        mark = self.source.mark_of(row)
         key = (self.generation, index, is_cursor, self.focus_column if is_cursor else -1, width,
                self.local_time, mark, tuple(self.highlight_terms), self._marks_version)
         strip = self._strips.get(key)
@@ -438,7 +441,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
             if col.x > x:
                 segments.append(Segment(" " * (col.x - x), row_style))
                 x = col.x
-            text = fit_cell(cell_text(row, col.name, self.local_time), col.name, col.width)
+            text = fit_cell(self.source.cell(row, col.name, self.local_time), col.name, col.width)
             style = cell_style if (is_cursor and i == self.focus_column) else row_style
             segments.extend(self._highlight(text, style, match_style))
             x += col.width

@@ -1,0 +1,123 @@
+"""Tables derived from `events` (boots, sessions), kept current as files are added.
+
+Each carries its version in `meta`; a case whose derived tables are missing, of another version,
+or behind its sources (files added since) has them built or brought up to date when it is opened
+read-write: the ingest does it after ordering the new events, so a case opened read-only is
+normally current already.
+
+An update is proportional to what was added: the epochs are worked out again (a few marker rows a
+boot); on a host whose epochs did not change only the sessions whose LogonIds the new events name
+are rebuilt, and a host whose epochs changed (a reboot inside the new file's time) is rebuilt whole.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+from . import boots, sessions
+
+Cursor = duckdb.DuckDBPyConnection
+VERSION_KEY = "derived_version"
+VERSION = f"boots1-sessions{sessions.VERSION}"
+# Files already reflected in the derived tables.
+SOURCES_DDL = "CREATE TABLE IF NOT EXISTS derived_sources (source_id INTEGER)"
+
+
+def _has_table(cur: Cursor, name: str) -> bool:
+    return bool(cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [name]).fetchall()[0][0])
+
+
+def stale(cur: Cursor) -> bool:
+    """True when the derived tables need building or updating (a read-only case cannot do it)."""
+    if not _has_table(cur, "meta") or not _has_table(cur, "events"):
+        return False
+    if not (_has_table(cur, "sessions") and _has_table(cur, "boots") and _has_table(cur, "derived_sources")):
+        return True
+    rows = cur.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchall()
+    if not rows or rows[0][0] != VERSION:
+        return True
+    return bool(cur.execute("SELECT count(*) FROM sources WHERE source_id NOT IN "
+                            "(SELECT source_id FROM derived_sources)").fetchall()[0][0]
+                or cur.execute("SELECT count(*) FROM derived_sources WHERE source_id NOT IN "
+                               "(SELECT source_id FROM sources)").fetchall()[0][0])
+
+
+def refresh(case: object, *, full: bool = False) -> float:
+    """Bring the derived tables up to date; seconds spent (0 when already current)."""
+    from .case import Case
+
+    assert isinstance(case, Case)
+    con = case.con
+    if not full and not stale(con):
+        return 0.0
+    started = time.perf_counter()
+    with case.transaction():
+        con.execute(SOURCES_DDL)
+        version = con.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchall()
+        removed = con.execute("SELECT count(*) FROM derived_sources WHERE source_id NOT IN "
+                              "(SELECT source_id FROM sources)").fetchall()[0][0]
+        rebuild = (full or not version or version[0][0] != VERSION or removed
+                   or not _has_table(con, "sessions") or not _has_table(con, "boots"))
+        if rebuild:
+            con.execute("DROP TABLE IF EXISTS sessions")
+            con.execute("DROP TABLE IF EXISTS session_events")
+            boots.store(con, boots.compute(con))
+            sessions.build(con)
+        else:
+            _update(con)
+        con.execute("DELETE FROM derived_sources")
+        con.execute("INSERT INTO derived_sources SELECT source_id FROM sources")
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [VERSION_KEY, VERSION])
+    return time.perf_counter() - started
+
+
+def _update(con: Cursor) -> None:
+    new = [int(r[0]) for r in con.execute(
+        "SELECT source_id FROM sources WHERE source_id NOT IN (SELECT source_id FROM derived_sources)").fetchall()]
+    if not new:
+        return
+    old = {(h, b): (s, r) for h, b, s, r in con.execute(
+        "SELECT host, boot, start_pos, start_reason FROM boots").fetchall()}
+    computed = boots.compute(con)
+    # Positions of old events shift when new ones sort before them, so epochs are compared by
+    # their number and reason per host, and their count.
+    before: dict[str, list[tuple[int, str]]] = {}
+    for (h, b), (_s, r) in sorted(old.items()):
+        before.setdefault(h, []).append((b, r))
+    after: dict[str, list[tuple[int, str]]] = {}
+    for boot in computed:
+        after.setdefault(boot.host, []).append((boot.boot, boot.start_reason))
+    changed = {h for h in set(before) | set(after) if before.get(h) != after.get(h)}
+    boots.store(con, computed)
+    con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT host, pos, target_logon_id, subject_logon_id, "
+                "linked_logon_id FROM events WHERE source_id IN (SELECT unnest(?))", [new])
+    con.execute("CREATE OR REPLACE TEMP TABLE _changed (host VARCHAR)")
+    if changed:
+        con.execute("INSERT INTO _changed SELECT unnest(?)", [sorted(changed)])
+    # The sessions the new events name, in their epochs; their linked partners; every session of a
+    # host whose epochs changed; and the RDP sessions of hosts that got RDP events by account.
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _scope AS
+        SELECT DISTINCT host, boot, logon_id FROM (
+            SELECT host, boot, lid AS logon_id FROM {boots.boot_of_sql(
+                "(SELECT host, pos, unnest([target_logon_id, subject_logon_id, linked_logon_id]) AS lid FROM _new)")}
+            WHERE lid IS NOT NULL AND lid <> 0
+            UNION ALL SELECT s.host, s.boot, s.logon_id FROM sessions s WHERE s.host IN (SELECT host FROM _changed)
+            UNION ALL SELECT e.host, b.boot, e.target_logon_id FROM events e ASOF JOIN boots b
+                ON e.host = b.host AND e.pos >= b.start_pos
+                WHERE e.host IN (SELECT host FROM _changed) AND e.channel = 'Security' AND e.event_id = 4624
+            UNION ALL SELECT s.host, s.boot, s.logon_id FROM sessions s
+                WHERE s.logon_type IN {sessions.RDP_TYPES} AND s.host IN (SELECT e.host FROM events e
+                    WHERE e.source_id IN (SELECT unnest(?)) AND {sessions.RDP_BY_ACCOUNT}))""", [new])
+    con.execute("""INSERT INTO _scope SELECT s.host, s.boot, s.linked_logon_id FROM sessions s JOIN _scope c
+                   ON c.host = s.host AND c.boot = s.boot AND c.logon_id = s.logon_id
+                   WHERE s.linked_logon_id IS NOT NULL""")
+    # A host whose epochs changed: its old rows may carry boot numbers that no longer exist.
+    con.execute("DELETE FROM sessions WHERE host IN (SELECT host FROM _changed)")
+    con.execute("DELETE FROM session_events WHERE host IN (SELECT host FROM _changed)")
+    # The linked partners of new 4624s come in through their own TargetLinkedLogonId.
+    sessions.build(con, scoped=True)
+    for name in ("_new", "_changed", "_scope"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -1,0 +1,226 @@
+"""Failed logons, grouped by account and source, and the verdicts they support (domain.md §2).
+
+Failures are Security 4625 on the target host, and the domain controller's view of them: 4771
+(Kerberos pre-authentication), 4776 (NTLM credential validation) and 4768 (TGT request) with a
+non-zero status. A verdict names the events behind it:
+
+- brute force: one account failing on one host, N times within M minutes;
+- password spraying: one source failing against N distinct accounts within M minutes;
+- success after failures: failures for an account from a source, then its 4624 from that source
+  within M minutes, with the session it opened;
+- lockout: each 4740.
+
+The thresholds are data (`logon_thresholds.toml` beside this module), overridable per user.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import boots
+from .decode import kerberos_status, ntstatus, percent_string
+
+Cursor = duckdb.DuckDBPyConnection
+DEFAULT_THRESHOLDS = Path(__file__).with_name("logon_thresholds.toml")
+
+FAILURES = """(SELECT e.eid, e.pos, e.ts, e.host, e.channel, e.event_id, lower(e.target_user) AS account,
+        e.target_user AS "user", e.target_domain AS domain, coalesce(e.src_ip, e.workstation) AS source,
+        e.logon_type, e.status, e.substatus, e.failure_reason, e.auth_package
+    FROM events e
+    WHERE e.channel = 'Security' AND e.target_user IS NOT NULL
+      AND (e.event_id = 4625 OR (e.event_id IN (4768, 4771, 4776) AND coalesce(e.status, 0) <> 0)))"""
+
+
+class ThresholdError(ValueError):
+    """A thresholds file that cannot be used, naming the file, the line and the key."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    brute_force_failures: int = 5
+    brute_force_minutes: int = 5
+    spray_accounts: int = 3
+    spray_minutes: int = 30
+    success_failures: int = 3
+    success_minutes: int = 10
+
+
+_KEYS = {
+    ("brute_force", "failures"): "brute_force_failures",
+    ("brute_force", "minutes"): "brute_force_minutes",
+    ("password_spray", "accounts"): "spray_accounts",
+    ("password_spray", "minutes"): "spray_minutes",
+    ("success_after_failures", "failures"): "success_failures",
+    ("success_after_failures", "minutes"): "success_minutes",
+}
+
+
+def user_thresholds_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("ashiato")) / "logon_thresholds.toml"
+
+
+def _line_of(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith((f"{key} ", f"{key}=", f"[{key}]")):
+            return number
+    return 0
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    from rapidfuzz import process
+
+    best = process.extractOne(name, names, score_cutoff=60)
+    return f' (did you mean "{best[0]}"?)' if best else ""
+
+
+def load_thresholds(*paths: Path | None) -> Thresholds:
+    """The defaults, then each existing file in turn (the user's config dir when none is given)."""
+    values = dict(Thresholds().__dict__)
+    chosen = [p for p in (paths or (DEFAULT_THRESHOLDS, user_thresholds_path())) if p is not None]
+    sections = sorted({s for s, _ in _KEYS})
+    for path in chosen:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ThresholdError(f"{path}: {exc}") from None
+        for section, table in data.items():
+            if section not in sections or not isinstance(table, dict):
+                raise ThresholdError(f"{path}:{_line_of(text, section)}: unknown section [{section}]"
+                                     f"{_suggest(section, sections)}")
+            keys = sorted(k for s, k in _KEYS if s == section)
+            for key, value in table.items():
+                if key not in keys:
+                    raise ThresholdError(f"{path}:{_line_of(text, key)}: unknown key {key!r} in [{section}]"
+                                         f"{_suggest(key, keys)}")
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise ThresholdError(f"{path}:{_line_of(text, key)}: {section}.{key} must be a whole "
+                                         f"number of at least 1, not {value!r}")
+                values[_KEYS[(section, key)]] = value
+    return Thresholds(**values)
+
+
+def meaning(event_id: int | None, status: int | None, substatus: int | None, reason: str | None) -> str:
+    """Why a logon failed, decoded next to the raw codes."""
+    if event_id in (4768, 4771):
+        return kerberos_status(status) or ""
+    parts = [ntstatus(substatus) if substatus else None, ntstatus(status) if not substatus else None,
+             percent_string(reason) if reason else None]
+    return "; ".join(dict.fromkeys(p for p in parts if p))
+
+
+def groups(cur: Cursor, *, account: str | None = None) -> list[dict[str, Any]]:
+    """One row per (account, source): how often, when, where, and why."""
+    where = "WHERE f.account = lower(?)" if account else ""
+    rows = cur.execute(f"""
+        SELECT f.account, any_value(f."user") AS "user", list_sort(list_distinct(list(f.domain))) AS domains,
+               f.source, count(*) AS count, min(f.ts) AS first, max(f.ts) AS last,
+               list_sort(list_distinct(list(f.host))) AS hosts, list_sort(list_distinct(list(f.event_id))) AS event_ids,
+               list_sort(list_distinct(list(f.logon_type))) AS logon_types,
+               list({{'event_id': f.event_id, 'status': f.status, 'substatus': f.substatus,
+                      'failure_reason': f.failure_reason}}) AS codes
+        FROM {FAILURES} f {where}
+        GROUP BY f.account, f.source ORDER BY count DESC, last DESC""", [account] if account else []).fetchall()
+    out = []
+    for (acct, user, domains, source, count, first, last, hosts, event_ids, logon_types, codes) in rows:
+        tally: dict[tuple[Any, Any, Any], int] = {}
+        for c in codes:
+            k = (c["status"], c["substatus"], c["failure_reason"], c["event_id"])
+            tally[k] = tally.get(k, 0) + 1  # type: ignore[index]
+        statuses = [{"status": s, "substatus": ss, "failure_reason": fr, "meaning": meaning(eid, s, ss, fr), "count": n}
+                    for (s, ss, fr, eid), n in sorted(tally.items(), key=lambda kv: -kv[1])]  # type: ignore[misc]
+        out.append({"kind": "group", "account": acct, "user": user, "domains": [d for d in domains if d],
+                    "source": source, "count": int(count), "first": first, "last": last, "hosts": hosts,
+                    "event_ids": event_ids, "logon_types": [t for t in logon_types if t is not None],
+                    "statuses": statuses})
+    return out
+
+
+def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
+    """Every verdict, worst kind first, each with the events that support it."""
+    t = thresholds or load_thresholds()
+    out: list[dict[str, Any]] = []
+    # Brute force: bursts of one account's failures on one host (a gap longer than the window ends
+    # a burst), kept when some window of the burst holds enough of them.
+    for row in cur.execute(f"""
+        WITH f AS (SELECT *, count(*) OVER (PARTITION BY host, account ORDER BY ts
+                       RANGE BETWEEN CURRENT ROW AND INTERVAL (?) MINUTE FOLLOWING) AS in_window,
+                       ts - lag(ts) OVER (PARTITION BY host, account ORDER BY ts, pos) AS gap
+                   FROM {FAILURES}),
+             b AS (SELECT *, sum(CASE WHEN gap IS NULL OR gap > INTERVAL (?) MINUTE THEN 1 ELSE 0 END)
+                       OVER (PARTITION BY host, account ORDER BY ts, pos) AS burst FROM f)
+        SELECT host, account, any_value("user"), list_sort(list_distinct(list(source))) AS sources, count(*),
+               min(ts), max(ts), list(eid ORDER BY pos), max(in_window)
+        FROM b GROUP BY host, account, burst HAVING max(in_window) >= ?
+        ORDER BY min(ts)""", [t.brute_force_minutes, t.brute_force_minutes, t.brute_force_failures]).fetchall():
+        host, account, user, sources, count, first, last, eids, peak = row
+        srcs = [s for s in sources if s]
+        out.append({"kind": "verdict", "verdict": "brute_force", "account": account, "accounts": [account],
+                    "source": srcs[0] if len(srcs) == 1 else None, "sources": srcs, "host": host,
+                    "count": int(count), "first": first, "last": last, "eids": eids,
+                    "reason": f"{peak} failed logons for {user} on {host} within {t.brute_force_minutes} min "
+                              f"({count} in the burst{', from ' + ', '.join(srcs[:3]) if srcs else ''})"})
+    # Password spraying: one source, many accounts.
+    for row in cur.execute(f"""
+        WITH f AS (SELECT *, count(DISTINCT account) OVER (PARTITION BY source ORDER BY ts
+                       RANGE BETWEEN CURRENT ROW AND INTERVAL (?) MINUTE FOLLOWING) AS in_window,
+                       ts - lag(ts) OVER (PARTITION BY source ORDER BY ts, pos) AS gap
+                   FROM {FAILURES} WHERE source IS NOT NULL),
+             b AS (SELECT *, sum(CASE WHEN gap IS NULL OR gap > INTERVAL (?) MINUTE THEN 1 ELSE 0 END)
+                       OVER (PARTITION BY source ORDER BY ts, pos) AS burst FROM f)
+        SELECT source, list_sort(list_distinct(list(account))), list_sort(list_distinct(list(host))), count(*),
+               min(ts), max(ts), list(eid ORDER BY pos), max(in_window)
+        FROM b GROUP BY source, burst HAVING max(in_window) >= ?
+        ORDER BY min(ts)""", [t.spray_minutes, t.spray_minutes, t.spray_accounts]).fetchall():
+        source, accounts, hosts, count, first, last, eids, peak = row
+        out.append({"kind": "verdict", "verdict": "password_spray", "account": None, "accounts": accounts,
+                    "source": source, "sources": [source], "host": hosts[0] if len(hosts) == 1 else None,
+                    "hosts": hosts, "count": int(count), "first": first, "last": last, "eids": eids,
+                    "reason": f"{source} failed against {peak} accounts within {t.spray_minutes} min "
+                              f"({len(accounts)} in all: {', '.join(accounts[:5])}{' …' if len(accounts) > 5 else ''})"})
+    # Success after failures: the logon the failures led to, and its session.
+    for row in cur.execute(f"""
+        WITH ok AS (SELECT * FROM {boots.boot_of_sql(
+                        "(SELECT e.eid, e.pos, e.ts, e.host, lower(e.target_user) AS account, e.target_user, "
+                        "coalesce(e.src_ip, e.workstation) AS source, e.target_logon_id, e.logon_type FROM events e "
+                        "WHERE e.channel = 'Security' AND e.event_id = 4624 AND e.target_user IS NOT NULL)")}),
+             hits AS (SELECT ok.eid AS ok_eid, ok.ts AS ok_ts, ok.host AS ok_host, ok.account, ok.target_user,
+                             ok.source, ok.target_logon_id, ok.boot, ok.logon_type,
+                             list(f.eid ORDER BY f.pos) AS eids, count(*) AS n, min(f.ts) AS first
+                      FROM ok JOIN {FAILURES} f ON f.account = ok.account AND f.source = ok.source
+                           AND f.ts <= ok.ts AND f.ts >= ok.ts - INTERVAL (?) MINUTE AND f.pos < ok.pos
+                      GROUP BY ALL HAVING count(*) >= ?)
+        SELECT h.*, s.logon_id AS session_logon_id FROM hits h
+        LEFT JOIN sessions s ON s.host = h.ok_host AND s.boot = h.boot
+             AND (s.logon_id = h.target_logon_id OR s.linked_logon_id = h.target_logon_id)
+        ORDER BY h.ok_ts""", [t.success_minutes, t.success_failures]).fetchall():
+        (ok_eid, ok_ts, host, account, user, source, lid, boot, logon_type, eids, n, first, session_lid) = row
+        session = ({"host": host, "boot": boot, "logon_id": int(session_lid)} if session_lid is not None else None)
+        out.append({"kind": "verdict", "verdict": "success_after_failures", "account": account,
+                    "accounts": [account], "source": source, "sources": [source], "host": host,
+                    "count": int(n), "first": first, "last": ok_ts, "eids": [*eids, ok_eid],
+                    "session": session, "logon_type": logon_type,
+                    "reason": f"{user} logged on to {host} from {source} (type {logon_type}) after {n} failures "
+                              f"within {t.success_minutes} min: the guessing may have worked"})
+    for row in cur.execute("""SELECT e.eid, e.ts, e.host, lower(e.target_user), e.target_user, e.target_domain
+                              FROM events e WHERE e.channel = 'Security' AND e.event_id = 4740 ORDER BY e.pos""").fetchall():
+        eid, ts, host, account, user, caller = row
+        out.append({"kind": "verdict", "verdict": "lockout", "account": account, "accounts": [account],
+                    "source": caller, "sources": [caller] if caller else [], "host": host, "count": 1,
+                    "first": ts, "last": ts, "eids": [eid],
+                    "reason": f"{user} locked out on {host}" + (f" (caller computer {caller})" if caller else "")})
+    return out
+
+
+def failed(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
+    """The failed-logon view: verdicts first, then the groups."""
+    return verdicts(cur, thresholds) + groups(cur)
