@@ -132,12 +132,12 @@ def groups(cur: Cursor, *, account: str | None = None) -> list[dict[str, Any]]:
         GROUP BY f.account, f.source ORDER BY count DESC, last DESC""", [account] if account else []).fetchall()
     out = []
     for (acct, user, domains, source, count, first, last, hosts, event_ids, logon_types, codes) in rows:
-        tally: dict[tuple[Any, Any, Any], int] = {}
+        tally: dict[tuple[Any, Any, Any, Any], int] = {}
         for c in codes:
             k = (c["status"], c["substatus"], c["failure_reason"], c["event_id"])
-            tally[k] = tally.get(k, 0) + 1  # type: ignore[index]
+            tally[k] = tally.get(k, 0) + 1
         statuses = [{"status": s, "substatus": ss, "failure_reason": fr, "meaning": meaning(eid, s, ss, fr), "count": n}
-                    for (s, ss, fr, eid), n in sorted(tally.items(), key=lambda kv: -kv[1])]  # type: ignore[misc]
+                    for (s, ss, fr, eid), n in sorted(tally.items(), key=lambda kv: -kv[1])]
         out.append({"kind": "group", "account": acct, "user": user, "domains": [d for d in domains if d],
                     "source": source, "count": int(count), "first": first, "last": last, "hosts": hosts,
                     "event_ids": event_ids, "logon_types": [t for t in logon_types if t is not None],
@@ -161,7 +161,7 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
         SELECT host, account, any_value("user"), list_sort(list_distinct(list(source))) AS sources, count(*),
                min(ts), max(ts), list(eid ORDER BY pos), max(in_window)
         FROM b GROUP BY host, account, burst HAVING max(in_window) >= ?
-        ORDER BY min(ts)""", [t.brute_force_minutes, t.brute_force_minutes, t.brute_force_failures]).fetchall():
+        ORDER BY min(ts), host, account""", [t.brute_force_minutes, t.brute_force_minutes, t.brute_force_failures]).fetchall():
         host, account, user, sources, count, first, last, eids, peak = row
         srcs = [s for s in sources if s]
         out.append({"kind": "verdict", "verdict": "brute_force", "account": account, "accounts": [account],
@@ -180,7 +180,7 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
         SELECT source, list_sort(list_distinct(list(account))), list_sort(list_distinct(list(host))), count(*),
                min(ts), max(ts), list(eid ORDER BY pos), max(in_window)
         FROM b GROUP BY source, burst HAVING max(in_window) >= ?
-        ORDER BY min(ts)""", [t.spray_minutes, t.spray_minutes, t.spray_accounts]).fetchall():
+        ORDER BY min(ts), source""", [t.spray_minutes, t.spray_minutes, t.spray_accounts]).fetchall():
         source, accounts, hosts, count, first, last, eids, peak = row
         out.append({"kind": "verdict", "verdict": "password_spray", "account": None, "accounts": accounts,
                     "source": source, "sources": [source], "host": hosts[0] if len(hosts) == 1 else None,
@@ -203,7 +203,7 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
         LEFT JOIN sessions s ON s.host = h.ok_host AND s.boot = h.boot
              AND (s.logon_id = h.target_logon_id OR s.linked_logon_id = h.target_logon_id)
         ORDER BY h.ok_ts""", [t.success_minutes, t.success_failures]).fetchall():
-        (ok_eid, ok_ts, host, account, user, source, lid, boot, logon_type, eids, n, first, session_lid) = row
+        (ok_eid, ok_ts, host, account, user, source, _lid, boot, logon_type, eids, n, first, session_lid) = row
         session = ({"host": host, "boot": boot, "logon_id": int(session_lid)} if session_lid is not None else None)
         out.append({"kind": "verdict", "verdict": "success_after_failures", "account": account,
                     "accounts": [account], "source": source, "sources": [source], "host": host,

@@ -33,9 +33,10 @@ from .decode import LOGON_TYPES, SENSITIVE_PRIVILEGES
 Cursor = duckdb.DuckDBPyConnection
 
 # Bump when the build below changes what it computes: cases built by an older one are rebuilt.
-VERSION = 1
+VERSION = 3
 WELL_KNOWN_LOGON_IDS = (0x3E7, 0x3E4, 0x3E5)
-ANONYMOUS = ("anonymous logon",)
+# Accounts that are no one: lower-cased names a logon may carry.
+NOT_AN_ACCOUNT = "('anonymous logon', '')"
 LOOPBACK = ("127.0.0.1", "::1")
 # RDP events logged a moment before the 4624 they lead to (1149, LSM 21) still belong to it.
 RDP_SLACK_SECONDS = 60
@@ -147,15 +148,15 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                     "AND s.boot = l.boot AND s.logon_id = l.lid)")
     cur.execute("""CREATE OR REPLACE TEMP TABLE _key AS
         SELECT host, boot, lid, min(pos) AS first_pos, arg_min(ts, pos) AS start, arg_min(eid, pos) AS first_eid,
-               count(*)::INTEGER AS logons, arg_min(linked, pos) AS linked,
-               arg_min(target_user, pos) AS "user", arg_min(target_domain, pos) AS domain,
-               arg_min(target_sid, pos) AS sid, arg_min(subject_sid, pos) AS subject_sid,
-               arg_min(logon_type, pos) AS logon_type, arg_min(auth_package, pos) AS auth_package,
-               arg_min(logon_process, pos) AS logon_process, arg_min(lm_package, pos) AS lm_package,
-               arg_min(key_length, pos) AS key_length, arg_min(elevated_token, pos) AS elevated_token,
-               arg_min(impersonation_level, pos) AS impersonation_level, arg_min(src_ip, pos) AS src_ip,
-               arg_min(src_port, pos) AS src_port, arg_min(workstation, pos) AS workstation,
-               arg_min(process_image, pos) AS logon_process_image,
+               count(*)::INTEGER AS logons, arg_min_null(linked, pos) AS linked,
+               arg_min_null(target_user, pos) AS "user", arg_min_null(target_domain, pos) AS domain,
+               arg_min_null(target_sid, pos) AS sid, arg_min_null(subject_sid, pos) AS subject_sid,
+               arg_min_null(logon_type, pos) AS logon_type, arg_min_null(auth_package, pos) AS auth_package,
+               arg_min_null(logon_process, pos) AS logon_process, arg_min_null(lm_package, pos) AS lm_package,
+               arg_min_null(key_length, pos) AS key_length, arg_min_null(elevated_token, pos) AS elevated_token,
+               arg_min_null(impersonation_level, pos) AS impersonation_level, arg_min_null(src_ip, pos) AS src_ip,
+               arg_min_null(src_port, pos) AS src_port, arg_min_null(workstation, pos) AS workstation,
+               arg_min_null(process_image, pos) AS logon_process_image,
                any_value(boot_start_pos) AS boot_start_pos, any_value(boot_end_pos) AS boot_end_pos
         FROM _logon GROUP BY host, boot, lid""")
     # Linked UAC pairs: the id logged first carries the row; the other is absorbed into it.
@@ -170,7 +171,13 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
     # Each id of each session (one, or two for a linked pair).
     cur.execute("""CREATE OR REPLACE TEMP TABLE _ids AS
         SELECT host, boot, lid AS key_lid, lid FROM _sess
-        UNION ALL SELECT host, boot, lid, partner FROM _sess WHERE partner IS NOT NULL""")
+        UNION ALL SELECT host, boot, lid, partner FROM _sess WHERE partner IS NOT NULL
+        UNION ALL
+        -- A linked id without a 4624 of its own (its half of the pair was not logged or collected)
+        -- still names this logon: its 4672, processes and logoff are the session's.
+        SELECT s.host, s.boot, s.lid, s.linked_id FROM _sess s
+        WHERE s.partner IS NULL AND s.linked_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM _key k WHERE k.host = s.host AND k.boot = s.boot AND k.lid = s.linked_id)""")
     ids_scope = ("AND EXISTS (SELECT 1 FROM _ids i WHERE i.host = e.host AND i.lid = {col})")
 
     def in_epoch(select: str, col: str) -> str:
@@ -252,10 +259,14 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                list_sort(list_distinct(list(CASE WHEN (channel = 'Security' AND event_id IN (4778, 4779))
                     OR channel LIKE 'Microsoft-Windows-TerminalServices-%'
                     THEN coalesce(src_ip, workstation) END))) AS rdp_clients,
-               count(DISTINCT eid) FILTER (WHERE (channel = 'Security' AND event_id = 4778)
-                                OR (channel LIKE '%LocalSessionManager%' AND event_id = 25))::INTEGER AS reconnects,
-               count(DISTINCT eid) FILTER (WHERE (channel = 'Security' AND event_id = 4779)
-                                OR (channel LIKE '%LocalSessionManager%' AND event_id = 24))::INTEGER AS disconnects
+               -- Security and LocalSessionManager each log one reconnect (4778, 25) and disconnect
+               -- (4779, 24): whichever log has more of them counts, so one action is one.
+               greatest(count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id = 4778),
+                        count(DISTINCT eid) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 25)
+                        )::INTEGER AS reconnects,
+               greatest(count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id = 4779),
+                        count(DISTINCT eid) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 24)
+                        )::INTEGER AS disconnects
         FROM (SELECT host, boot, key_lid, eid, ts, channel, event_id, subject_logon_id, target_user, dst_host,
                      src_ip, workstation FROM _act
               UNION ALL SELECT host, boot, key_lid, eid, ts, channel, event_id, NULL, NULL, NULL, src_ip,
@@ -317,10 +328,10 @@ def _flags(cur: Cursor) -> None:
         SELECT s.host, s.boot, s.logon_id,
             list_filter([
               CASE WHEN s.logon_type = 3 AND (upper(s.auth_package) = 'NTLM' OR upper(s.logon_process) = 'NTLMSSP')
-                        AND lower(coalesce(s."user", '')) NOT IN {ANONYMOUS + ('',)} AND coalesce(s.sid, '') <> 'S-1-5-7'
+                        AND lower(coalesce(s."user", '')) NOT IN {NOT_AN_ACCOUNT} AND coalesce(s.sid, '') <> 'S-1-5-7'
                    THEN 'ntlm_network' END,
               CASE WHEN (s.logon_type = 3 AND upper(coalesce(s.logon_process, '')) = 'NTLMSSP' AND s.key_length = 0
-                         AND lower(coalesce(s."user", '')) NOT IN {ANONYMOUS + ('',)}
+                         AND lower(coalesce(s."user", '')) NOT IN {NOT_AN_ACCOUNT}
                          AND s.subject_sid = 'S-1-0-0')
                      OR (s.logon_type = 9 AND lower(coalesce(s.logon_process, '')) = 'seclogo')
                    THEN 'pass_the_hash' END,
@@ -329,13 +340,13 @@ def _flags(cur: Cursor) -> None:
               CASE WHEN s.explicit_uses > 0 THEN 'explicit_credentials' END], lambda x: x IS NOT NULL) AS flags,
             list_filter([
               CASE WHEN s.logon_type = 3 AND (upper(s.auth_package) = 'NTLM' OR upper(s.logon_process) = 'NTLMSSP')
-                        AND lower(coalesce(s."user", '')) NOT IN {ANONYMOUS + ('',)} AND coalesce(s.sid, '') <> 'S-1-5-7'
+                        AND lower(coalesce(s."user", '')) NOT IN {NOT_AN_ACCOUNT} AND coalesce(s.sid, '') <> 'S-1-5-7'
                    THEN 'NTLM network logon' || coalesce(' from ' || coalesce(s.src_ip, s.workstation), '')
                         || coalesce(' (' || s.lm_package || ')', '') || ': inside a domain, a sign of pass-the-hash or shared local admin passwords' END,
               CASE WHEN s.logon_type = 9 AND lower(coalesce(s.logon_process, '')) = 'seclogo'
-                   THEN 'type 9 logon by seclogo: runas /netonly, or sekurlsa::pth' 
+                   THEN 'type 9 logon by seclogo: runas /netonly, or sekurlsa::pth'
                    WHEN s.logon_type = 3 AND upper(coalesce(s.logon_process, '')) = 'NTLMSSP' AND s.key_length = 0
-                        AND lower(coalesce(s."user", '')) NOT IN {ANONYMOUS + ('',)}
+                        AND lower(coalesce(s."user", '')) NOT IN {NOT_AN_ACCOUNT}
                         AND s.subject_sid = 'S-1-0-0'
                    THEN 'NtLmSsp network logon with key length 0 and a null subject: the pass-the-hash shape' END,
               CASE WHEN s.logon_type = 8 THEN 'type 8: the password was sent in clear text' END,
@@ -511,3 +522,61 @@ def frequency(cur: Cursor, view: Any, column: str, *, rarest_first: bool = False
     return [(v, int(n)) for v, n in cur.execute(
         f"SELECT v, count(*) AS n FROM (SELECT {expr} AS v FROM sessions e WHERE {where}) GROUP BY v "
         f"ORDER BY n {order}, v NULLS LAST LIMIT ?", [*view.filter.params, limit]).fetchall()]
+
+
+# -- marks and export ----------------------------------------------------------------------------
+MARKS_DDL = "CREATE TABLE IF NOT EXISTS session_marks (session VARCHAR PRIMARY KEY, created TIMESTAMP)"
+EXPORT_FORMATS = ("jsonl", "csv", "parquet")
+
+
+def marked(cur: Cursor) -> set[str]:
+    """Marked sessions, by their HOST/BOOT/0xID key (a key outlives a rebuild of the table)."""
+    if not cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'session_marks'"
+                       ).fetchall()[0][0]:
+        return set()
+    return {str(r[0]) for r in cur.execute("SELECT session FROM session_marks").fetchall()}
+
+
+def toggle_mark(cur: Cursor, key: str) -> bool:
+    cur.execute(MARKS_DDL)
+    if cur.execute("SELECT count(*) FROM session_marks WHERE session = ?", [key]).fetchall()[0][0]:
+        cur.execute("DELETE FROM session_marks WHERE session = ?", [key])
+        return False
+    cur.execute("INSERT INTO session_marks VALUES (?, now()::TIMESTAMP)", [key])
+    return True
+
+
+def export(cur: Cursor, text: str, path: str, fmt: str, *, marked_only: bool = False) -> int:
+    """Write the sessions matching `text` (or only the marked ones) with every column."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    compiled = compile_session_filter(text)
+    where = compiled.sql
+    params = list(compiled.params)
+    if marked_only:
+        keys = sorted(marked(cur))
+        where += (" AND (e.host || '/' || e.boot || '/0x' || lower(printf('%x', e.logon_id))) "
+                  "IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(keys)
+    table = cur.sql(f"SELECT * EXCLUDE (ord) FROM sessions e WHERE {where} ORDER BY ord", params=params).to_arrow_table()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        flat = table
+        for i, name in enumerate(table.column_names):
+            if str(table.schema.field(name).type).startswith("list"):
+                import pyarrow.compute as pc
+
+                flat = flat.set_column(i, name, pc.binary_join(table.column(name), " "))
+        pcsv.write_csv(flat, path)
+    else:
+        import orjson
+
+        with open(path, "wb") as out:
+            for rec in table.to_pylist():
+                out.write(orjson.dumps(rec, default=str) + b"\n")
+    return int(table.num_rows)

@@ -26,6 +26,7 @@ def loaded_after_import(modules: list[str]) -> set[str]:
     ["engine"],
     ["engine", "engine.ingest", "engine.views", "engine.filters", "engine.decode"],
     ["engine.ingest.pipeline", "engine.ingest.normalise", "engine.summary", "engine.case", "engine.schema"],
+    ["engine.boots", "engine.sessions", "engine.derived", "engine.logons", "engine.logon_map"],
 ])
 def test_importing_the_engine_loads_neither_textual_nor_rich(modules: list[str]) -> None:
     loaded = loaded_after_import(modules)

@@ -65,3 +65,17 @@ def test_the_frequency_of_hosts(snap_compare: Any, case_path: Path, size: tuple[
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_help_lists_the_active_keymap(snap_compare: Any, case_path: Path, size: tuple[int, int]) -> None:
     assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("question_mark"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_sessions_view_shows_alices_rdp_session_with_its_flags(snap_compare: Any, case_path: Path,
+                                                                  size: tuple[int, int]) -> None:
+    typed = [*"user:alice"]
+    assert snap_compare(app_for(case_path), terminal_size=size,
+                        run_before=keys("s", "colon", *typed, "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_failed_logons_view_puts_the_spray_verdict_first(snap_compare: Any, case_path: Path,
+                                                             size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("L"))

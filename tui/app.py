@@ -46,6 +46,8 @@ class AshiatoApp(App[None]):
         self.timeline_screen: Any = None
         self.catalog: Catalog | None = None
         self._catalog_started = False
+        # The sessions view's filters, kept between visits (a look at a session's events and back).
+        self.sessions_filters: list[str] = []
         if self.ingest_paths is None:
             if not Path(self.case_path).exists():
                 raise CaseError(f"{self.case_path}: no such case file")
@@ -80,6 +82,25 @@ class AshiatoApp(App[None]):
             self.notify(problem, severity="warning", markup=False, timeout=8)
         if notice:
             self.notify(notice, markup=False, timeout=8)
+
+    def show_sessions(self) -> None:
+        """The sessions view, with the filters it had when last left."""
+        from .screens.sessions import SessionsScreen
+
+        if self.session is not None:
+            self.push_screen(SessionsScreen(self.session, self.keymap, filters=self.sessions_filters))
+
+    def show_failed_logons(self) -> None:
+        from .screens.logons import LogonsScreen
+
+        if self.session is not None:
+            self.push_screen(LogonsScreen(self.session))
+
+    def show_events(self, text: str, title: str) -> None:
+        """The timeline narrowed to `text` (a session, the events behind a verdict), one step back with q."""
+        while len(self.screen_stack) > 1 and self.screen is not self.timeline_screen:
+            self.pop_screen()
+        self.timeline_screen.apply_filter_text(text, title)
 
     def view_changed(self) -> None:
         """A new view is on screen (a hook for tests and the bench)."""

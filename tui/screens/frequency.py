@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -33,9 +34,13 @@ class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | Non
     FrequencyScreen KeyList:focus > .option-list--option-highlighted { text-style: bold reverse; }
     """
 
-    def __init__(self, session: Session, view: views.View, column: str) -> None:
+    def __init__(self, session: Session, view: views.View, column: str, *,
+                 counter: Callable[..., list[tuple[Any, int]]] | None = None, noun: str = "events") -> None:
         super().__init__()
         self.session = session
+        # How values are counted over the view: events by default, sessions from the sessions view.
+        self.counter = counter or views.frequency
+        self.noun = noun
         self.source_view = view
         self.column = column
         self.rarest_first = False
@@ -60,7 +65,7 @@ class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | Non
     def _compute(self, serial: int, rarest: bool) -> None:
         try:
             with self.session.busy("frequency") as (cur, _job):
-                values = views.frequency(cur, self.source_view, self.column, rarest_first=rarest, limit=500)
+                values = self.counter(cur, self.source_view, self.column, rarest_first=rarest, limit=500)
         except Exception as exc:
             self.app.call_from_thread(self._failed, serial, str(exc))
             return
@@ -79,7 +84,7 @@ class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | Non
         title = Text(no_wrap=True)
         title.append(f" {self.column}", style="bold")
         order = "rarest first" if self.rarest_first else "most common first"
-        title.append(f": {len(values):,} values shown, {order} · {self.source_view.count:,} events in view")
+        title.append(f": {len(values):,} values shown, {order} · {self.source_view.count:,} {self.noun} in view")
         keys = getattr(self.app, "keymap", None)
         if keys is not None:
             title.append(f"\n {keys.display('frequency', 'select')} keep · {keys.display('frequency', 'exclude')} "

@@ -19,6 +19,8 @@ SCREEN_TITLES = {
     "frequency": "Frequency",
     "filters": "Filter list",
     "help": "Help",
+    "sessions": "Sessions",
+    "logons": "Failed logons",
 }
 
 

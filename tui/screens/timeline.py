@@ -869,6 +869,12 @@ class TimelineScreen(Screen[None]):
 
         self.app.push_screen(HelpScreen(self.keymap))
 
+    def action_sessions(self) -> None:
+        self.ashiato.show_sessions()
+
+    def action_failed_logons(self) -> None:
+        self.ashiato.show_failed_logons()
+
     def action_command_palette(self) -> None:
         self.ashiato.ensure_catalog()
         self.app.action_command_palette()

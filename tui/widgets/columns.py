@@ -73,13 +73,13 @@ _SPECS: dict[str, ColumnSpec] = {
     # The sessions view (tui/widgets/rows.py SessionRows).
     "start": ColumnSpec("start", "start", 19, 19, 100),
     "logon_id": ColumnSpec("logon_id", "logon id", 10, 6, 75),
-    "account": ColumnSpec("account", "account", 24, 10, 95, flex=True),
-    "type": ColumnSpec("type", "type", 13, 4, 85),
-    "source": ColumnSpec("source", "source", 15, 8, 82),
+    "account": ColumnSpec("account", "account", 16, 10, 95, flex=True),
+    "type": ColumnSpec("type", "type", 9, 7, 85),
+    "source": ColumnSpec("source", "source", 15, 10, 82),
     "priv": ColumnSpec("priv", "priv", 5, 4, 78),
     "lasted": ColumnSpec("lasted", "lasted", 6, 6, 60),
     "end_reason": ColumnSpec("end_reason", "end", 8, 4, 40),
-    "flags": ColumnSpec("flags", "flags", 14, 4, 70),
+    "flags": ColumnSpec("flags", "flags", 14, 6, 79),
     "events": ColumnSpec("events", "events", 6, 5, 35),
     "processes": ColumnSpec("processes", "procs", 5, 5, 30),
 }

@@ -62,6 +62,11 @@ FLAG_SHORT = {"ntlm_network": "NTLM", "pass_the_hash": "PtH", "cleartext": "clea
               "explicit_credentials": "4648"}
 
 
+# LogonType as a narrow column reads it (the detail line and the CLI give the full name).
+TYPE_SHORT = {0: "system", 2: "inter", 3: "net", 4: "batch", 5: "svc", 7: "unlock", 8: "clear", 9: "newcred",
+              10: "rdp", 11: "cached", 12: "cachrdp", 13: "cunlock"}
+
+
 class SessionRows:
     """Logon sessions; marks are kept per session key."""
 
@@ -79,13 +84,13 @@ class SessionRows:
             user, domain = row.get("user"), row.get("domain")
             return escape(f"{domain}\\{user}" if domain and user else user or "")
         if column == "type":
-            name = row.get("logon_type_name") or ""
-            return escape(f"{row.get('logon_type')} {name}".strip() if row.get("logon_type") is not None else "")
+            value = row.get("logon_type")
+            return "" if value is None else f"{value} {TYPE_SHORT.get(value, '')}".strip()
         if column == "source":
             return escape(row.get("src_ip") or row.get("workstation") or "")
         if column == "priv":
             sensitive = row.get("sensitive_privileges") or []
-            return ("admin" if sensitive else "yes") if row.get("privileged") else ""
+            return ("adm" if sensitive else "yes") if row.get("privileged") else ""
         if column == "lasted":
             return duration_text(row.get("duration_s")) if row.get("end") else "open"
         if column == "flags":
