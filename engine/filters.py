@@ -312,8 +312,7 @@ class Compiler:
                 key = SessionKey.parse(value)
             except ValueError as exc:
                 raise FilterError(f"session: {exc}", t.position, t.text) from None
-            sql, _ = session_term_sql()
-            ors.append(sql)
+            ors.append(session_term_sql())
             params += session_params(key)
         return " OR ".join(ors), params
 

@@ -22,7 +22,6 @@ through it as the timeline pages through `events`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -33,7 +32,7 @@ from .decode import LOGON_TYPES, SENSITIVE_PRIVILEGES
 Cursor = duckdb.DuckDBPyConnection
 
 # Bump when the build below changes what it computes: cases built by an older one are rebuilt.
-VERSION = 3
+VERSION = 5
 WELL_KNOWN_LOGON_IDS = (0x3E7, 0x3E4, 0x3E5)
 # Accounts that are no one: lower-cased names a logon may carry.
 NOT_AN_ACCOUNT = "('anonymous logon', '')"
@@ -41,7 +40,7 @@ LOOPBACK = ("127.0.0.1", "::1")
 # RDP events logged a moment before the 4624 they lead to (1149, LSM 21) still belong to it.
 RDP_SLACK_SECONDS = 60
 RDP_TYPES = (10, 12)
-FLAGS = ("ntlm_network", "pass_the_hash", "cleartext", "new_source", "explicit_credentials")
+FLAGS = ("ntlm_network", "pass_the_hash", "cleartext", "rdp_loopback", "new_source", "explicit_credentials")
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 _LSM = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
@@ -86,6 +85,8 @@ DDL = [
   rdp_clients VARCHAR[],
   reconnects INTEGER,
   disconnects INTEGER,
+  rdp_by_logon_id INTEGER,
+  rdp_by_account_time INTEGER,
   flags VARCHAR[],
   reasons VARCHAR[],
   first_eid BIGINT,
@@ -97,14 +98,6 @@ DDL = [
 )""",
 ]
 
-COLUMNS = [
-    "ord", "host", "boot", "logon_id", "linked_logon_id", "user", "domain", "sid", "logon_type", "logon_type_name",
-    "auth_package", "logon_process", "lm_package", "key_length", "elevated_token", "impersonation_level",
-    "src_ip", "src_port", "workstation", "logon_process_image", "privileged", "privileges", "sensitive_privileges",
-    "start", "end", "end_reason", "duration_s", "last_seen", "logons", "events", "processes", "explicit_uses",
-    "explicit_targets", "rdp_clients", "reconnects", "disconnects", "flags", "reasons", "first_eid",
-    "source", "subject_sid",
-]
 
 
 def _sql_str(text: str) -> str:
@@ -259,6 +252,11 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                list_sort(list_distinct(list(CASE WHEN (channel = 'Security' AND event_id IN (4778, 4779))
                     OR channel LIKE 'Microsoft-Windows-TerminalServices-%'
                     THEN coalesce(src_ip, workstation) END))) AS rdp_clients,
+               -- How the RDP events were tied to the session: 4778/4779 name its LogonId; 1149 and
+               -- LocalSessionManager only the account, matched by time (session_events).
+               count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id IN (4778, 4779)
+                                           AND NOT attached)::INTEGER AS rdp_by_logon_id,
+               count(DISTINCT eid) FILTER (WHERE attached)::INTEGER AS rdp_by_account_time,
                -- Security and LocalSessionManager each log one reconnect (4778, 25) and disconnect
                -- (4779, 24): whichever log has more of them counts, so one action is one.
                greatest(count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id = 4778),
@@ -268,9 +266,9 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                         count(DISTINCT eid) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 24)
                         )::INTEGER AS disconnects
         FROM (SELECT host, boot, key_lid, eid, ts, channel, event_id, subject_logon_id, target_user, dst_host,
-                     src_ip, workstation FROM _act
+                     src_ip, workstation, FALSE AS attached FROM _act
               UNION ALL SELECT host, boot, key_lid, eid, ts, channel, event_id, NULL, NULL, NULL, src_ip,
-                     workstation FROM _rdp) u
+                     workstation, TRUE FROM _rdp) u
         GROUP BY ALL""")
     if scoped:
         cur.execute("""DELETE FROM sessions s WHERE EXISTS (SELECT 1 FROM _scope c WHERE c.host = s.host
@@ -296,6 +294,8 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                coalesce(list_filter(a.explicit_targets, lambda x: x IS NOT NULL), []) AS explicit_targets,
                coalesce(list_filter(a.rdp_clients, lambda x: x IS NOT NULL), []) AS rdp_clients,
                coalesce(a.reconnects, 0) AS reconnects, coalesce(a.disconnects, 0) AS disconnects,
+               coalesce(a.rdp_by_logon_id, 0) AS rdp_by_logon_id,
+               coalesce(a.rdp_by_account_time, 0) AS rdp_by_account_time,
                greatest(a.last_seen, s.start) AS last_seen, s.first_eid,
                s.subject_sid, NULL AS source
         FROM _sess s
@@ -336,6 +336,7 @@ def _flags(cur: Cursor) -> None:
                      OR (s.logon_type = 9 AND lower(coalesce(s.logon_process, '')) = 'seclogo')
                    THEN 'pass_the_hash' END,
               CASE WHEN s.logon_type = 8 THEN 'cleartext' END,
+              CASE WHEN s.logon_type IN {RDP_TYPES} AND s.src_ip IN ({loopback}) THEN 'rdp_loopback' END,
               CASE WHEN f.nth_account > 1 AND f.nth_source = 1 THEN 'new_source' END,
               CASE WHEN s.explicit_uses > 0 THEN 'explicit_credentials' END], lambda x: x IS NOT NULL) AS flags,
             list_filter([
@@ -350,6 +351,8 @@ def _flags(cur: Cursor) -> None:
                         AND s.subject_sid = 'S-1-0-0'
                    THEN 'NtLmSsp network logon with key length 0 and a null subject: the pass-the-hash shape' END,
               CASE WHEN s.logon_type = 8 THEN 'type 8: the password was sent in clear text' END,
+              CASE WHEN s.logon_type IN {RDP_TYPES} AND s.src_ip IN ({loopback})
+                   THEN 'RDP logon from ' || s.src_ip || ': the connection came through a tunnel on this host' END,
               CASE WHEN f.nth_account > 1 AND f.nth_source = 1
                    THEN 'first logon of ' || s."user" || ' from ' || s.source || ' (before: from ' || f.first_source || ')' END,
               CASE WHEN s.explicit_uses > 0
@@ -397,9 +400,9 @@ def key_of(row: dict[str, Any]) -> SessionKey:
     return SessionKey(str(row["host"]), int(row["boot"]), int(row["logon_id"]))
 
 
-def session_term_sql() -> tuple[str, int]:
-    """(SQL over `events e`, number of times the key's three parameters are bound): the events of
-    one session, by its ids within its host and boot, plus the RDP events attached to it."""
+def session_term_sql() -> str:
+    """SQL over `events e` for the events of one session (bound with `session_params`): those of its
+    host and boot naming one of its ids, plus the RDP events attached to it."""
     sql = ("(e.eid IN (SELECT e2.eid FROM sessions s JOIN boots b ON b.host = s.host AND b.boot = s.boot "
            "JOIN events e2 ON e2.host = s.host AND e2.pos BETWEEN b.start_pos AND b.end_pos "
            "AND (e2.target_logon_id IN (s.logon_id, s.linked_logon_id) "
@@ -408,7 +411,7 @@ def session_term_sql() -> tuple[str, int]:
            "OR e.eid IN (SELECT se.eid FROM session_events se JOIN sessions s ON s.host = se.host "
            "AND s.boot = se.boot AND s.logon_id = se.logon_id "
            "WHERE s.host = ? AND s.boot = ? AND (s.logon_id = ? OR s.linked_logon_id = ?)))")
-    return sql, 2
+    return sql
 
 
 def session_params(key: SessionKey) -> list[Any]:
@@ -423,11 +426,6 @@ def get(cur: Cursor, key: SessionKey) -> dict[str, Any] | None:
     row = result.fetchone()
     return dict(zip(names, row, strict=True)) if row else None
 
-
-def span_text(start: datetime | None, end: datetime | None) -> str:
-    if start is None:
-        return ""
-    return f"{start:%Y-%m-%d %H:%M:%S} – {end:%H:%M:%S}" if end else f"{start:%Y-%m-%d %H:%M:%S} – open"
 
 
 # -- the filter language over sessions --------------------------------------------------------------

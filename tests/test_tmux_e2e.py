@@ -77,3 +77,50 @@ def test_pressing_2_in_a_real_terminal_shows_the_failed_logons_of_deepbluecli(tm
 
 def _alive(session: str) -> bool:
     return subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0
+
+
+RDP_TUNNEL = SHARED_CORPUS / "evtx" / "evtx-attack-samples" / "Command and Control" / "DE_RDP_Tunneling_4624.evtx"
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.skipif(not RDP_TUNNEL.is_file(), reason=f"{RDP_TUNNEL} is absent (../shared/corpus)")
+def test_s_then_enter_in_a_real_terminal_follows_an_rdp_session_to_its_events(tmp_path: Path) -> None:
+    from engine import Case, sessions
+    from engine.ingest import ingest
+
+    case_path = tmp_path / "rdp.duckdb"
+    with Case(case_path) as case:
+        ingest(case, [str(RDP_TUNNEL)])
+        rdp = sessions.query(case.cursor(), "type:10")
+    assert rdp
+    program = Path(sys.executable).parent / "ashiato"
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "tui.cli"]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "TZ": "UTC", "TERM": "xterm-256color", "NO_COLOR": "1"}
+    shell = " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join([*command, str(case_path)])
+    session = f"ashiato-e2e-{uuid.uuid4().hex[:8]}"
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT), shell)
+    try:
+        _wait_for(session, lambda s: "time (UTC)" in s)
+        _tmux("send-keys", "-t", session, "s")
+        _wait_for(session, lambda s: "account" in s and re.search(r"\b10 rdp\b", s) and "/" in s.splitlines()[-1])
+        _tmux("send-keys", "-t", session, ":")
+        _wait_for(session, lambda s: "filter sessions" in s)
+        _tmux("send-keys", "-t", session, "-l", "type:10")
+        _tmux("send-keys", "-t", session, "Enter")
+        screen = _wait_for(session, lambda s: re.search(r"\b10 rdp\b", s) and "filters: type:10" in s)
+        assert re.search(rf"\b{len(rdp)}/{len(rdp)}\b", screen.splitlines()[-1]), screen
+        assert "tunnel" in screen, screen
+        _tmux("send-keys", "-t", session, "Enter")
+        first = rdp[0]
+        screen = _wait_for(session, lambda s: "session:" in s and re.search(r"\s4624\s", s))
+        assert first["user"] in screen, screen
+        _tmux("send-keys", "-t", session, "q")
+        _tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 10
+        while _alive(session):
+            assert time.monotonic() < deadline, "ashiato did not quit on q, q"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

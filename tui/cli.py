@@ -382,7 +382,8 @@ SESSION_COLUMNS_OUT = ["host", "boot", "logon_id", "linked_logon_id", "user", "d
                        "elevated_token", "impersonation_level", "src_ip", "src_port", "workstation",
                        "logon_process_image", "privileged", "privileges", "sensitive_privileges", "start", "end",
                        "end_reason", "duration_s", "last_seen", "logons", "events", "processes", "explicit_uses",
-                       "explicit_targets", "rdp_clients", "reconnects", "disconnects", "flags", "reasons",
+                       "explicit_targets", "rdp_clients", "reconnects", "disconnects", "rdp_by_logon_id",
+                       "rdp_by_account_time", "flags", "reasons",
                        "subject_sid", "first_eid", "session"]
 
 

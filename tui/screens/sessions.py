@@ -73,7 +73,8 @@ class SessionsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         self.table = Timeline(self.session, source=SessionRows(self.marks), columns=SESSION_COLUMNS,
                               id="sessions-table")
-        yield TimelineHeader(self.table, id="sessions-header")
+        self.header_bar = TimelineHeader(self.table, id="sessions-header")
+        yield self.header_bar
         yield self.table
         self.info = Static("", id="sessions-info")
         yield self.info
@@ -135,6 +136,10 @@ class SessionsScreen(Screen[None]):
     def busy(self) -> bool:
         return self.is_loading or self.table.pending()
 
+    @on(Timeline.LayoutChanged)
+    def _layout_changed(self) -> None:
+        self.header_bar.refresh()
+
     @on(Timeline.CursorMoved)
     def _cursor_moved(self, message: Timeline.CursorMoved) -> None:
         self.status.index = message.index
@@ -163,7 +168,9 @@ class SessionsScreen(Screen[None]):
                   + (" · elevated" if row.get("elevated_token") else "")
                   + (f" · privileged: {escape(' '.join(sensitive))}" if sensitive else
                      " · privileged" if row.get("privileged") else "")
-                  + (f" · RDP from {escape(' '.join(row['rdp_clients']))}" if row.get("rdp_clients") else ""))
+                  + (f" · RDP from {escape(' '.join(row['rdp_clients']))}" if row.get("rdp_clients") else "")
+                  + (f" ({row['rdp_by_logon_id']} RDP events by LogonId, {row['rdp_by_account_time']} by account "
+                     f"and time)" if row.get("rdp_by_logon_id") or row.get("rdp_by_account_time") else ""))
         out.append(fit(second, width) + "\n")
         reasons = row.get("reasons") or []
         out.append(fit(escape("; ".join(reasons)) if reasons else "no flags", width),

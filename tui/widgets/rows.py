@@ -58,7 +58,7 @@ def duration_text(seconds: Any) -> str:
 
 
 # Short flag names for a narrow column; the detail shows the reasons in full.
-FLAG_SHORT = {"ntlm_network": "NTLM", "pass_the_hash": "PtH", "cleartext": "clear", "new_source": "new-src",
+FLAG_SHORT = {"ntlm_network": "NTLM", "pass_the_hash": "PtH", "cleartext": "clear", "rdp_loopback": "tunnel", "new_source": "new-src",
               "explicit_credentials": "4648"}
 
 
