@@ -113,9 +113,9 @@ def meaning(event_id: int | None, status: int | None, substatus: int | None, rea
     """Why a logon failed, decoded next to the raw codes."""
     if event_id in (4768, 4771):
         return kerberos_status(status) or ""
-    parts = [ntstatus(substatus) if substatus else None, ntstatus(status) if not substatus else None,
-             percent_string(reason) if reason else None]
-    return "; ".join(dict.fromkeys(p for p in parts if p))
+    # SubStatus says why when Status is the generic 0xC000006D; FailureReason repeats it in words.
+    return (ntstatus(substatus) if substatus else None) or (ntstatus(status) if status else None) \
+        or (percent_string(reason) if reason else None) or ""
 
 
 def groups(cur: Cursor, *, account: str | None = None) -> list[dict[str, Any]]:
@@ -196,8 +196,13 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
              hits AS (SELECT ok.eid AS ok_eid, ok.ts AS ok_ts, ok.host AS ok_host, ok.account, ok.target_user,
                              ok.source, ok.target_logon_id, ok.boot, ok.logon_type,
                              list(f.eid ORDER BY f.pos) AS eids, count(*) AS n, min(f.ts) AS first
-                      FROM ok JOIN {FAILURES} f ON f.account = ok.account AND f.source = ok.source
+                      FROM (SELECT *, lag(pos) OVER (PARTITION BY account, source ORDER BY pos) AS previous_ok
+                            FROM ok) ok
+                      JOIN {FAILURES} f ON f.account = ok.account AND f.source = ok.source
                            AND f.ts <= ok.ts AND f.ts >= ok.ts - INTERVAL (?) MINUTE AND f.pos < ok.pos
+                           -- the failures since the last success only: one guess that worked is
+                           -- one verdict, not one per later logon of the same account
+                           AND f.pos > coalesce(ok.previous_ok, -1)
                       GROUP BY ALL HAVING count(*) >= ?)
         SELECT h.*, s.logon_id AS session_logon_id FROM hits h
         LEFT JOIN sessions s ON s.host = h.ok_host AND s.boot = h.boot

@@ -278,3 +278,19 @@ def test_an_rdp_session_says_how_its_rdp_events_were_tied_to_it(cur: Any) -> Non
                            "AND how = 'account+time'", [rdp["host"], rdp["logon_id"]]).fetchall()[0][0]
     assert rdp["rdp_by_logon_id"] == by_id > 0
     assert rdp["rdp_by_account_time"] == attached > 0
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_the_sessions_table_is_one_line_a_session_laid_out_as_the_tui_lays_it_out(
+        story_case: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    from tui.cli import main
+    from tui.widgets.columns import SESSION_COLUMNS, layout
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    assert main(["sessions", str(story_case), "--limit", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    with Case(story_case, read_only=True) as case:
+        total = sessions.total(case.cursor())
+    assert len(lines) == total + 1 and all(len(line) <= width for line in lines)
+    assert lines[0].split() == [w for c in layout(SESSION_COLUMNS, width) for w in c.title.split()]
+    assert lines[0].split()[:3] == ["start", "host", "account"]

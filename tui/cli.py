@@ -374,8 +374,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # -- sessions and logons -------------------------------------------------------------------------------
-SESSION_TABLE_COLUMNS = ["start", "host", "logon_id", "account", "type", "auth", "source", "priv", "end",
-                         "lasted", "events", "flags"]
 # What scripts get: every column but the display ordinal.
 SESSION_COLUMNS_OUT = ["host", "boot", "logon_id", "linked_logon_id", "user", "domain", "sid", "logon_type",
                        "logon_type_name", "auth_package", "logon_process", "lm_package", "key_length",
@@ -387,32 +385,27 @@ SESSION_COLUMNS_OUT = ["host", "boot", "logon_id", "linked_logon_id", "user", "d
                        "subject_sid", "first_eid", "session"]
 
 
-def _duration(seconds: Any) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    h, rest = divmod(rest, 3600)
-    m, sec = divmod(rest, 60)
-    return (f"{days}d{h:02d}h" if days else f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s")
+def _print_layout(rows: list[dict[str, Any]], columns: list[str], cell: Any) -> None:
+    """A table laid out as the TUI lays out its views (tui.widgets.columns.layout): one line a row,
+    the columns that matter most kept at narrow widths, every cell escaped and cut to fit."""
+    from tui.safe_text import fit
+    from tui.widgets.columns import layout
 
+    out = sys.stdout
+    width = shutil.get_terminal_size((200, 24)).columns if out.isatty() else int(os.environ.get("COLUMNS", "200"))
+    placed = layout(columns, width)
 
-def _session_display(row: dict[str, Any]) -> dict[str, Any]:
-    """A session as the table shows it: the account with its domain, the source, times to the second."""
-    from tui.widgets.columns import short_host
+    def line(texts: list[str]) -> str:
+        parts, x = [], 0
+        for col, text in zip(placed, texts, strict=True):
+            parts.append(" " * (col.x - x) + fit(text, col.width).ljust(col.width))
+            x = col.x + col.width
+        return "".join(parts).rstrip()
 
-    shown = dict(row)
-    shown["start"] = f"{row['start']:%Y-%m-%d %H:%M:%S}" if row.get("start") else ""
-    shown["host"] = short_host(row.get("host"))
-    shown["account"] = f"{row['domain']}\\{row['user']}" if row.get("domain") else row.get("user")
-    shown["source"] = row.get("src_ip") or row.get("workstation")
-    shown["priv"] = "yes" if row.get("privileged") else ""
-    shown["end"] = row.get("end_reason")
-    shown["lasted"] = _duration(row.get("duration_s"))
-    shown["flags"] = " ".join(row.get("flags") or [])
-    shown["type"] = f"{row.get('logon_type')} {row.get('logon_type_name') or ''}".strip()
-    shown["auth"] = row.get("auth_package")
-    return shown
+    out.write(line([c.title for c in placed]) + "\n")
+    for row in rows:
+        out.write(line([cell(row, c.name, False) for c in placed]) + "\n")
+    print(f"{len(rows)} row(s)", file=sys.stderr)
 
 
 def _writer(args: argparse.Namespace) -> Any:
@@ -450,7 +443,10 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             rows = sessions.query(cur, args.filter, limit=limit + 1 if limit else None)
             for r in rows:
                 r["session"] = sessions.key_of(r).text()
-            columns = SESSION_TABLE_COLUMNS if args.format == "table" else SESSION_COLUMNS_OUT
+            from tui.widgets.columns import SESSION_COLUMNS
+
+            # The table lays the columns out as the sessions view does: by priority, as many as fit.
+            columns = SESSION_COLUMNS if args.format == "table" else SESSION_COLUMNS_OUT
     except FilterError as exc:
         raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
     except duckdb.Error as exc:
@@ -464,7 +460,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         elif args.format == "dot":
             sys.stdout.write(logon_map.dot(rows))
         elif args.by == "session" and args.format == "table":
-            _emit([_session_display(r) for r in rows], columns, "table", hex_columns={"logon_id"})
+            from tui.widgets.rows import SessionRows
+
+            _print_layout(rows, columns, SessionRows(set()).cell)
         else:
             _emit(rows, columns, args.format, hex_columns={"logon_id", "linked_logon_id"})
     if buffer is not None and out_path is not None:
@@ -495,6 +493,7 @@ def cmd_logons(args: argparse.Namespace) -> int:
         raise _UserError(f"logons failed: {exc}") from exc
     if args.format == "table":
         from tui.safe_text import escape
+        from tui.widgets.columns import short_host
 
         for v in verdicts:
             print(f"{v['verdict'].upper().replace('_', ' ')}: {escape(v['reason'])} "
@@ -504,9 +503,12 @@ def cmd_logons(args: argparse.Namespace) -> int:
         shown = []
         for g in groups:
             why = "; ".join(f"{s['meaning'] or _hex_cell(s['status'])} ×{s['count']}" for s in g["statuses"][:2])
-            shown.append({**g, "hosts": " ".join(g["hosts"]), "event_ids": " ".join(map(str, g["event_ids"])),
+            hosts = " ".join(short_host(h) for h in g["hosts"][:2]) + (" …" if len(g["hosts"]) > 2 else "")
+            shown.append({**g, "hosts": hosts, "event_ids": " ".join(map(str, g["event_ids"])),
+                          "first": f"{g['first']:%Y-%m-%d %H:%M:%S}",
                           "why": why})
-        _emit(shown, ["account", "source", "count", "first", "last", "hosts", "event_ids", "why"], "table")
+        _print_layout(shown, ["count", "account", "source", "first", "hosts", "event_ids", "why"],
+                      lambda row, column, _local: _cell(row.get(column)))
         return 0
     columns = ["kind", "verdict", "account", "accounts", "source", "sources", "host", "hosts", "count", "first",
                "last", "eids", "session", "reason", "user", "domains", "event_ids", "logon_types", "statuses"]

@@ -82,6 +82,12 @@ _SPECS: dict[str, ColumnSpec] = {
     "flags": ColumnSpec("flags", "flags", 14, 6, 79),
     "events": ColumnSpec("events", "events", 6, 5, 35),
     "processes": ColumnSpec("processes", "procs", 5, 5, 30),
+    # The failed-logon groups of `ashiato logons`.
+    "count": ColumnSpec("count", "count", 7, 5, 96),
+    "first": ColumnSpec("first", "first", 19, 19, 55),
+    "hosts": ColumnSpec("hosts", "hosts", 20, 8, 50),
+    "event_ids": ColumnSpec("event_ids", "ids", 9, 4, 45),
+    "why": ColumnSpec("why", "why", 40, 16, 88, flex=True),
 }
 SESSION_COLUMNS = ["start", "host", "account", "type", "source", "priv", "flags", "lasted", "logon_id",
                    "auth_package", "events", "end_reason"]
