@@ -3,7 +3,8 @@
 An epoch starts at a boot marker (Security 4608, System 6005 / 6009) and ends at a shutdown marker
 (Security 4609 and 1100, System 6006) or at the next boot. The three markers of one boot are
 written within seconds of each other, so a boot marker less than ten minutes after another one of
-the same host opens no new epoch. Events that follow a shutdown belong to the next boot even when
+the same host opens no new epoch, unless the epoch already has a marker of that kind (each is
+written once a boot: two 4608 twenty seconds apart are two boots). Events that follow a shutdown belong to the next boot even when
 they come before its first marker, and a shutdown with later events but no boot marker after it
 (the System log not collected, say) still starts a new epoch: nothing of the same boot can follow
 a shutdown. Epoch 0 holds what a host logged before the first boot the log shows.
@@ -84,6 +85,7 @@ def _epochs(host: str, markers: list[tuple[int, datetime | None, int, bool]], fi
     epochs: list[Boot] = [Boot(host, 0, -1, OPEN_END, first_ts, "log start")]
     prev: tuple[int, datetime | None, int, bool] | None = None
     after_shutdown = False  # an epoch was opened right after a shutdown and has no boot marker yet
+    kinds: set[int] = set()  # the boot markers of the current epoch: each is written once a boot
     for pos, ts, event_id, is_boot in markers:
         current = epochs[-1]
         if is_boot:
@@ -92,10 +94,16 @@ def _epochs(host: str, markers: list[tuple[int, datetime | None, int, bool]], fi
                 if ts is not None:
                     current.start_ts = ts
                 after_shutdown = False
-            elif not (prev is not None and prev[3] and prev[1] is not None and ts is not None
-                      and ts - prev[1] < SAME_BOOT):
+                kinds = {event_id}
+            elif (prev is not None and prev[3] and prev[1] is not None and ts is not None
+                  and ts - prev[1] < SAME_BOOT and event_id not in kinds):
+                kinds.add(event_id)  # another marker of the same boot (4608, 6005, 6009)
+            else:
+                # A boot marker already seen in this epoch means another boot, however soon
+                # after (a crash and a quick restart log no shutdown).
                 _close(current, pos, ts, "reboot")
                 epochs.append(Boot(host, current.boot + 1, pos, OPEN_END, ts, str(event_id)))
+                kinds = {event_id}
         else:
             if after_shutdown:
                 # Another shutdown marker of the same shutdown (4609, 1100, 6006 in a row): the next

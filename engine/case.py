@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from .schema import ADDED_IN, COLUMN_TYPES, ORDER_KEY, SCHEMA_VERSION, ddl
+from .schema import ADDED_IN, COLUMN_TYPES, OLDEST_UPGRADABLE, ORDER_KEY, SCHEMA_VERSION, ddl
 
 
 class CaseError(Exception):
@@ -68,7 +68,7 @@ class Case:
             return
         if version > SCHEMA_VERSION:
             raise CaseError(f"{self.path}: case written by a newer ashiato (schema {version})")
-        if version not in ADDED_IN and version + 1 not in ADDED_IN:
+        if version < OLDEST_UPGRADABLE:
             paths = [r[0] for r in self.con.execute("SELECT path FROM sources ORDER BY source_id LIMIT 4").fetchall()]
             listed = " ".join(shlex.quote(p) for p in paths) + (" …" if len(paths) == 4 else "")
             raise CaseError(
@@ -92,10 +92,6 @@ class Case:
                 con.execute(f"UPDATE events SET {sets} FROM event_data d WHERE d.eid = events.eid")
             con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         self.outdated = False
-        if "member_name" in added:
-            from .ingest.pipeline import _name_members
-
-            _name_members(self)
 
     def _create(self) -> None:
         for stmt in ddl():

@@ -13,6 +13,7 @@ are rebuilt, and a host whose epochs changed (a reboot inside the new file's tim
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import duckdb
 
@@ -79,19 +80,20 @@ def _update(con: Cursor) -> None:
         "SELECT source_id FROM sources WHERE source_id NOT IN (SELECT source_id FROM derived_sources)").fetchall()]
     if not new:
         return
-    old = {(h, b): (s, r) for h, b, s, r in con.execute(
-        "SELECT host, boot, start_pos, start_reason FROM boots").fetchall()}
-    computed = boots.compute(con)
     # Positions of old events shift when new ones sort before them, so epochs are compared by
-    # their number and reason per host, and their count.
-    before: dict[str, list[tuple[int, str]]] = {}
-    for (h, b), (_s, r) in sorted(old.items()):
-        before.setdefault(h, []).append((b, r))
-    after: dict[str, list[tuple[int, str]]] = {}
-    for boot in computed:
-        after.setdefault(boot.host, []).append((boot.boot, boot.start_reason))
+    # what a session reads of them: number, start and end (a System log added after the Security
+    # one brings the 6006 that ends a boot by shutdown instead of by reboot).
+    def described(rows: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for host, *rest in sorted(rows, key=lambda r: (r[0], r[1])):
+            out.setdefault(host, []).append(tuple(rest))
+        return out
+
+    shape = "SELECT host, boot, start_reason, start_ts, end_ts, end_reason FROM boots"
+    before = described(con.execute(shape).fetchall())
+    boots.store(con, boots.compute(con))
+    after = described(con.execute(shape).fetchall())
     changed = {h for h in set(before) | set(after) if before.get(h) != after.get(h)}
-    boots.store(con, computed)
     con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT host, pos, target_logon_id, subject_logon_id, "
                 "linked_logon_id FROM events WHERE source_id IN (SELECT unnest(?))", [new])
     con.execute("CREATE OR REPLACE TEMP TABLE _changed (host VARCHAR)")
@@ -110,10 +112,17 @@ def _update(con: Cursor) -> None:
                 WHERE e.host IN (SELECT host FROM _changed) AND e.channel = 'Security' AND e.event_id = 4624
             UNION ALL SELECT s.host, s.boot, s.logon_id FROM sessions s
                 WHERE s.logon_type IN {sessions.RDP_TYPES} AND s.host IN (SELECT e.host FROM events e
-                    WHERE e.source_id IN (SELECT unnest(?)) AND {sessions.RDP_BY_ACCOUNT}))""", [new])
-    con.execute("""INSERT INTO _scope SELECT s.host, s.boot, s.linked_logon_id FROM sessions s JOIN _scope c
-                   ON c.host = s.host AND c.boot = s.boot AND c.logon_id = s.logon_id
-                   WHERE s.linked_logon_id IS NOT NULL""")
+                    WHERE e.source_id IN (SELECT unnest(?)) AND ({sessions.RDP_BY_ACCOUNT}
+                          OR (e.channel = 'Security' AND e.event_id = 4624
+                              AND e.logon_type IN {sessions.RDP_TYPES}))))""", [new])
+    # Both halves of a linked pair: a new file may name only the id that is not the row's own.
+    con.execute("""INSERT INTO _scope
+                   SELECT s.host, s.boot, s.linked_logon_id FROM sessions s JOIN _scope c
+                       ON c.host = s.host AND c.boot = s.boot AND c.logon_id = s.logon_id
+                       WHERE s.linked_logon_id IS NOT NULL
+                   UNION ALL
+                   SELECT s.host, s.boot, s.logon_id FROM sessions s JOIN _scope c
+                       ON c.host = s.host AND c.boot = s.boot AND c.logon_id = s.linked_logon_id""")
     # A host whose epochs changed: its old rows may carry boot numbers that no longer exist.
     con.execute("DELETE FROM sessions WHERE host IN (SELECT host FROM _changed)")
     con.execute("DELETE FROM session_events WHERE host IN (SELECT host FROM _changed)")

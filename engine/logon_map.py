@@ -32,7 +32,8 @@ EDGE_TYPES = {"account": "VARCHAR", "user": "VARCHAR", "domain": "VARCHAR", "sou
 USER_TYPES = {"account": "VARCHAR", "user": "VARCHAR", "domains": "VARCHAR[]", "successes": "BIGINT",
               "failures": "BIGINT", "privileged_sessions": "BIGINT", "sessions": "BIGINT",
               "hosts": "VARCHAR[]", "sources": "VARCHAR[]", "first": "TIMESTAMP", "last": "TIMESTAMP",
-              "by_type": "VARCHAR", "failed_by_type": "VARCHAR", "by_source": "VARCHAR"}
+              "by_type": "VARCHAR", "failed_by_type": "VARCHAR", "by_source": "VARCHAR",
+              "failed_by_source": "VARCHAR"}
 
 
 def _table(name: str, types: dict[str, str]) -> Any:
@@ -84,7 +85,8 @@ def by_user(cur: Cursor, text: str = "") -> list[dict[str, Any]]:
                    min(l.ts) AS "first", max(l.ts) AS "last",
                    {_tally("l.logon_type::VARCHAR", "l.ok")} AS by_type,
                    {_tally("l.logon_type::VARCHAR", "NOT l.ok")} AS failed_by_type,
-                   {_tally("coalesce(l.source, '-')", "TRUE")} AS by_source
+                   {_tally("coalesce(l.source, '-')", "l.ok")} AS by_source,
+                   {_tally("coalesce(l.source, '-')", "NOT l.ok")} AS failed_by_source
             FROM {_LOGONS} l
             LEFT JOIN (SELECT lower("user") AS account, count(*) AS sessions,
                               count(*) FILTER (WHERE privileged) AS privileged_sessions
@@ -157,5 +159,16 @@ def _dot(value: Any) -> str:
 
 
 def _printable(text: str) -> str:
-    """Event text may hold control characters, which XML 1.0 cannot carry at all."""
-    return "".join(ch if ch >= " " or ch in "\t" else f"\\x{ord(ch):02x}" for ch in text)
+    """Event text may hold control characters (C0 and C1, which XML 1.0 cannot carry or a terminal
+    would obey), bidi overrides and other format characters, surrogates and non-characters: each
+    is written as its \\uXXXX escape instead."""
+    import unicodedata
+
+    def safe(ch: str) -> str:
+        code = ord(ch)
+        if ch == "\t" or (unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+                           and (code & 0xFFFE) != 0xFFFE):
+            return ch
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+    return "".join(safe(ch) for ch in text)

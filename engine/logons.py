@@ -36,6 +36,12 @@ FAILURES = """(SELECT e.eid, e.pos, e.ts, e.host, e.channel, e.event_id, lower(e
       AND (e.event_id = 4625 OR (e.event_id IN (4768, 4771, 4776) AND coalesce(e.status, 0) <> 0)))"""
 
 
+# One wrong password on a domain controller is logged twice, as the logon's 4625 and as the
+# Kerberos (4771 / 4768) or NTLM (4776) validation of it: brute force counts each kind apart, so one
+# attempt is one.
+FAMILY = "CASE WHEN event_id = 4625 THEN 'logon' WHEN event_id = 4776 THEN 'ntlm' ELSE 'kerberos' END"
+
+
 class ThresholdError(ValueError):
     """A thresholds file that cannot be used, naming the file, the line and the key."""
 
@@ -118,6 +124,13 @@ def meaning(event_id: int | None, status: int | None, substatus: int | None, rea
         or (percent_string(reason) if reason else None) or ""
 
 
+def code_text(status: int | None, substatus: int | None) -> str:
+    """The raw codes as Windows writes them, to show next to their meaning."""
+    if status is None:
+        return "-"
+    return f"0x{status:x}" + (f"/0x{substatus:x}" if substatus else "")
+
+
 def groups(cur: Cursor, *, account: str | None = None) -> list[dict[str, Any]]:
     """One row per (account, source): how often, when, where, and why."""
     where = "WHERE f.account = lower(?)" if account else ""
@@ -152,15 +165,16 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
     # Brute force: bursts of one account's failures on one host (a gap longer than the window ends
     # a burst), kept when some window of the burst holds enough of them.
     for row in cur.execute(f"""
-        WITH f AS (SELECT *, count(*) OVER (PARTITION BY host, account ORDER BY ts
+        WITH k AS (SELECT *, {FAMILY} AS family FROM {FAILURES}),
+             f AS (SELECT *, count(*) OVER (PARTITION BY host, account, family ORDER BY ts
                        RANGE BETWEEN CURRENT ROW AND INTERVAL (?) MINUTE FOLLOWING) AS in_window,
-                       ts - lag(ts) OVER (PARTITION BY host, account ORDER BY ts, pos) AS gap
-                   FROM {FAILURES}),
+                       ts - lag(ts) OVER (PARTITION BY host, account, family ORDER BY ts, pos) AS gap
+                   FROM k),
              b AS (SELECT *, sum(CASE WHEN gap IS NULL OR gap > INTERVAL (?) MINUTE THEN 1 ELSE 0 END)
-                       OVER (PARTITION BY host, account ORDER BY ts, pos) AS burst FROM f)
+                       OVER (PARTITION BY host, account, family ORDER BY ts, pos) AS burst FROM f)
         SELECT host, account, any_value("user"), list_sort(list_distinct(list(source))) AS sources, count(*),
                min(ts), max(ts), list(eid ORDER BY pos), max(in_window)
-        FROM b GROUP BY host, account, burst HAVING max(in_window) >= ?
+        FROM b GROUP BY host, account, family, burst HAVING max(in_window) >= ?
         ORDER BY min(ts), host, account""", [t.brute_force_minutes, t.brute_force_minutes, t.brute_force_failures]).fetchall():
         host, account, user, sources, count, first, last, eids, peak = row
         srcs = [s for s in sources if s]

@@ -81,12 +81,14 @@ HOT_COLUMNS: list[tuple[str, str, str]] = [
     ("failure_reason", "VARCHAR", "4625 FailureReason as logged (%%2313 …)"),
 ]
 
-# The columns each schema version added, oldest first: an older case gains them, filled in from
-# its stored documents (Case._upgrade), instead of being refused.
+# The columns each schema version added: a case of the version before gains them, filled in from
+# its stored documents (Case._upgrade). Schema 2 also changed what existing columns hold (RDP
+# accounts and addresses, 4776 workstations…), which adding columns cannot repair: a schema 1 case
+# is refused with how to ingest its evidence again.
 ADDED_IN: dict[int, list[str]] = {
-    2: ["member_name", "member_sid"],
     3: ["elevated_token", "impersonation_level", "lm_package", "key_length", "failure_reason"],
 }
+OLDEST_UPGRADABLE = 2
 
 EVENT_COLUMNS = CORE_COLUMNS + HOT_COLUMNS
 EVENT_COLUMN_NAMES = [c[0] for c in EVENT_COLUMNS]

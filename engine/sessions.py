@@ -32,7 +32,7 @@ from .decode import LOGON_TYPES, SENSITIVE_PRIVILEGES
 Cursor = duckdb.DuckDBPyConnection
 
 # Bump when the build below changes what it computes: cases built by an older one are rebuilt.
-VERSION = 5
+VERSION = 6
 WELL_KNOWN_LOGON_IDS = (0x3E7, 0x3E4, 0x3E5)
 # Accounts that are no one: lower-cased names a logon may carry.
 NOT_AN_ACCOUNT = "('anonymous logon', '')"
@@ -278,7 +278,11 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
     cur.execute(f"""INSERT INTO sessions BY NAME
         SELECT s.host, s.boot, s.lid AS logon_id, s.linked_id AS linked_logon_id, s."user", s.domain, s.sid,
                s.logon_type, {_logon_type_name_sql('s.logon_type')} AS logon_type_name, s.auth_package,
-               s.logon_process, s.lm_package, s.key_length, s.elevated_token, s.impersonation_level, s.src_ip,
+               s.logon_process, s.lm_package, s.key_length,
+               -- a UAC pair is elevated when either half is (the elevated token is the admin's)
+               CASE WHEN s.elevated_token OR pk.elevated_token THEN TRUE
+                    ELSE coalesce(s.elevated_token, pk.elevated_token) END AS elevated_token,
+               s.impersonation_level, s.src_ip,
                s.src_port, s.workstation, s.logon_process_image,
                p.key_lid IS NOT NULL AS privileged,
                coalesce(list_filter(p.privileges, lambda x: x <> ''), []) AS privileges,
@@ -303,10 +307,16 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
         LEFT JOIN _off o ON o.host = s.host AND o.boot = s.boot AND o.key_lid = s.lid
         LEFT JOIN boots b ON b.host = s.host AND b.boot = s.boot
         LEFT JOIN _agg a ON a.host = s.host AND a.boot = s.boot AND a.key_lid = s.lid
-        LEFT JOIN _procs pr ON pr.host = s.host AND pr.boot = s.boot AND pr.key_lid = s.lid""")
+        LEFT JOIN _procs pr ON pr.host = s.host AND pr.boot = s.boot AND pr.key_lid = s.lid
+        LEFT JOIN _key pk ON pk.host = s.host AND pk.boot = s.boot AND pk.lid = s.partner""")
     _flags(cur)
     for name in ("_logon", "_key", "_pair", "_sess", "_ids", "_priv", "_off", "_act", "_rdp", "_proc", "_procs", "_agg"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+# An account is its SID where the logon names one (CORP\\Administrator and each host's local
+# Administrator are different accounts), else its name.
+ACCOUNT = "coalesce(nullif(sid, 'S-1-0-0'), lower(\"user\"))"
 
 
 def _flags(cur: Cursor) -> None:
@@ -321,9 +331,9 @@ def _flags(cur: Cursor) -> None:
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _flagged AS
         WITH firsts AS (
             SELECT host, boot, logon_id,
-                   row_number() OVER (PARTITION BY lower("user") ORDER BY start, host, boot, logon_id) AS nth_account,
-                   row_number() OVER (PARTITION BY lower("user"), source ORDER BY start, host, boot, logon_id) AS nth_source,
-                   first_value(source) OVER (PARTITION BY lower("user") ORDER BY start, host, boot, logon_id) AS first_source
+                   row_number() OVER (PARTITION BY {ACCOUNT} ORDER BY start, host, boot, logon_id) AS nth_account,
+                   row_number() OVER (PARTITION BY {ACCOUNT}, source ORDER BY start, host, boot, logon_id) AS nth_source,
+                   first_value(source) OVER (PARTITION BY {ACCOUNT} ORDER BY start, host, boot, logon_id) AS first_source
             FROM sessions WHERE source IS NOT NULL AND "user" IS NOT NULL)
         SELECT s.host, s.boot, s.logon_id,
             list_filter([
@@ -523,24 +533,26 @@ def frequency(cur: Cursor, view: Any, column: str, *, rarest_first: bool = False
 
 
 # -- marks and export ----------------------------------------------------------------------------
-MARKS_DDL = "CREATE TABLE IF NOT EXISTS session_marks (session VARCHAR PRIMARY KEY, created TIMESTAMP)"
+# A mark names the session by its first 4624's eid, which never changes: boot numbers shift when a
+# log with an earlier boot is added, and a HOST/BOOT/0xID key would then name another session.
+MARKS_DDL = "CREATE TABLE IF NOT EXISTS session_marks (first_eid BIGINT PRIMARY KEY, created TIMESTAMP)"
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 
 
-def marked(cur: Cursor) -> set[str]:
-    """Marked sessions, by their HOST/BOOT/0xID key (a key outlives a rebuild of the table)."""
+def marked(cur: Cursor) -> set[int]:
+    """The first_eid of each marked session."""
     if not cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'session_marks'"
                        ).fetchall()[0][0]:
         return set()
-    return {str(r[0]) for r in cur.execute("SELECT session FROM session_marks").fetchall()}
+    return {int(r[0]) for r in cur.execute("SELECT first_eid FROM session_marks").fetchall()}
 
 
-def toggle_mark(cur: Cursor, key: str) -> bool:
+def toggle_mark(cur: Cursor, first_eid: int) -> bool:
     cur.execute(MARKS_DDL)
-    if cur.execute("SELECT count(*) FROM session_marks WHERE session = ?", [key]).fetchall()[0][0]:
-        cur.execute("DELETE FROM session_marks WHERE session = ?", [key])
+    if cur.execute("SELECT count(*) FROM session_marks WHERE first_eid = ?", [first_eid]).fetchall()[0][0]:
+        cur.execute("DELETE FROM session_marks WHERE first_eid = ?", [first_eid])
         return False
-    cur.execute("INSERT INTO session_marks VALUES (?, now()::TIMESTAMP)", [key])
+    cur.execute("INSERT INTO session_marks VALUES (?, now()::TIMESTAMP)", [first_eid])
     return True
 
 
@@ -552,10 +564,8 @@ def export(cur: Cursor, text: str, path: str, fmt: str, *, marked_only: bool = F
     where = compiled.sql
     params = list(compiled.params)
     if marked_only:
-        keys = sorted(marked(cur))
-        where += (" AND (e.host || '/' || e.boot || '/0x' || lower(printf('%x', e.logon_id))) "
-                  "IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(keys)
+        where += " AND list_contains(?::BIGINT[], e.first_eid)"
+        params.append(sorted(marked(cur)))
     table = cur.sql(f"SELECT * EXCLUDE (ord) FROM sessions e WHERE {where} ORDER BY ord", params=params).to_arrow_table()
     if fmt == "parquet":
         import pyarrow.parquet as pq

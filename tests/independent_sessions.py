@@ -1,7 +1,7 @@
 """Logon sessions computed straight from the raw records, in plain Python, for the corpus tests.
 
 Nothing here reads the engine's tables or SQL: records come from the `evtx` package or from the JSON
-lines themselves, and the rules are /tmp/sessions_contract.md (and domain.md §2) written out one at a
+lines themselves, and the rules are those of the README's "Logon sessions", engine/boots.py and engine/sessions.py (and domain.md §2) written out one at a
 time. It is deliberately slow and simple: every rule is a loop a reader can check by eye.
 """
 
@@ -178,6 +178,7 @@ def assign_boots(events: list[Record]) -> list[int]:
     after_shutdown = False   # the last event was a shutdown marker: the next event opens an epoch
     absorb_boot = False      # an epoch was opened after a shutdown: the boot marker that follows is its own
     prev_marker: tuple[str, datetime | None] | None = None
+    seen: set[int] = set()
     for ev in events:
         kind = marker(ev)
         if kind == "shutdown":
@@ -187,14 +188,18 @@ def assign_boots(events: list[Record]) -> list[int]:
             epoch += 1
             after_shutdown = False
             absorb_boot = kind != "boot"
+            seen = {ev.event_id} if kind == "boot" else set()
         elif kind == "boot":
             if absorb_boot:
                 absorb_boot = False
+                seen = {ev.event_id}
             elif (prev_marker is not None and prev_marker[0] == "boot" and prev_marker[1] is not None
-                  and ev.order_time is not None and ev.order_time - prev_marker[1] < SAME_BOOT_WINDOW):
-                pass
+                  and ev.order_time is not None and ev.order_time - prev_marker[1] < SAME_BOOT_WINDOW
+                  and ev.event_id not in seen):
+                seen.add(ev.event_id)  # 4608, 6005 and 6009 of one boot; each is written once a boot
             else:
                 epoch += 1
+                seen = {ev.event_id}
         epochs.append(epoch)
         if kind:
             prev_marker = (kind, ev.order_time)

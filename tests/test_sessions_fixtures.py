@@ -118,14 +118,19 @@ def read(events: Iterable[CanonicalEvent]) -> Reading:
         found = [current]
         last_marker: CanonicalEvent | None = None
         after_shutdown = False
+        kinds: set[int] = set()
         for ev in evs:
             if is_boot_marker(ev):
                 if after_shutdown:
                     after_shutdown = False  # the epoch the shutdown opened: this boot's marker is in it
-                elif not (last_marker is not None and is_boot_marker(last_marker)
-                          and ev.time - last_marker.time < SAME_BOOT):
+                    kinds = {ev.event_id}
+                elif (last_marker is not None and is_boot_marker(last_marker)
+                      and ev.time - last_marker.time < SAME_BOOT and ev.event_id not in kinds):
+                    kinds.add(ev.event_id)  # each boot marker is written once a boot
+                else:
                     current = Epoch(current.number + 1)
                     found.append(current)
+                    kinds = {ev.event_id}
                 last_marker = ev
             elif is_shutdown_marker(ev):
                 assert not after_shutdown, "the story has no shutdown written by several markers"

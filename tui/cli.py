@@ -15,7 +15,7 @@ from typing import Any
 
 SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons")
 # Commands whose positional filter may start with an exclusion (`-eid:4624`).
-FILTER_COMMANDS = ("query", "export", "sessions", "logons")
+FILTER_COMMANDS = ("query", "export", "sessions")
 DEFAULT_CASE = "ashiato-case.duckdb"
 QUERY_COLUMNS = ["ts", "host", "channel", "event_id", "record_id", "summary", "user", "process", "eid"]
 
@@ -502,7 +502,8 @@ def cmd_logons(args: argparse.Namespace) -> int:
             print()
         shown = []
         for g in groups:
-            why = "; ".join(f"{s['meaning'] or _hex_cell(s['status'])} ×{s['count']}" for s in g["statuses"][:2])
+            why = "; ".join(f"{logons.code_text(s['status'], s['substatus'])} {s['meaning']} ×{s['count']}"
+                            for s in g["statuses"][:2])
             hosts = " ".join(short_host(h) for h in g["hosts"][:2]) + (" …" if len(g["hosts"]) > 2 else "")
             shown.append({**g, "hosts": hosts, "event_ids": " ".join(map(str, g["event_ids"])),
                           "first": f"{g['first']:%Y-%m-%d %H:%M:%S}",

@@ -122,7 +122,8 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
                 line.append(when, style="dim")
                 line.append(fit(escape(row["reason"]), width - 12 - len(when)))
             else:
-                why = "; ".join(f"{s['meaning'] or s['status']} ×{s['count']}" for s in row["statuses"][:2])
+                why = "; ".join(f"{logons.code_text(s['status'], s['substatus'])} {s['meaning']} ×{s['count']}"
+                                for s in row["statuses"][:2])
                 head = f"{row['count']:>7,} "
                 line.append(head, style="bold")
                 text = f"{row['account']} from {row['source'] or '-'} on {' '.join(row['hosts'][:3])}: {why}"

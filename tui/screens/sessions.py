@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 
 def session_filter_text(row: dict[str, Any]) -> str:
-    return f"session:{sessions.key_of(row).text()}"
+    from .timeline import value_term
+
+    # Quoted: a host name may hold a space, a comma or a quote.
+    return value_term("session", sessions.key_of(row).text())
 
 
 def session_title(row: dict[str, Any]) -> str:
@@ -67,7 +70,7 @@ class SessionsScreen(Screen[None]):
         self._request = 0
         self._job: Job | None = None
         self.is_loading = True
-        self.marks: set[str] = set()
+        self.marks: set[int] = set()
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -342,7 +345,7 @@ class SessionsScreen(Screen[None]):
             return
         self.app.call_from_thread(self._marks_loaded, found)
 
-    def _marks_loaded(self, found: set[str]) -> None:
+    def _marks_loaded(self, found: set[int]) -> None:
         self.marks |= found
         self.table.marks_changed()
 
@@ -350,23 +353,22 @@ class SessionsScreen(Screen[None]):
         row = self.table.current_row()
         if row is None:
             return
-        key = sessions.key_of(row).text()
-        self._mark_worker(key)
+        self._mark_worker(int(row["first_eid"]), sessions.key_of(row).text())
 
     @work(thread=True, group="session-marks", exit_on_error=False)
-    def _mark_worker(self, key: str) -> None:
+    def _mark_worker(self, first_eid: int, key: str) -> None:
         try:
             with self.session.cursor() as cur:
-                marked = sessions.toggle_mark(cur, key)
+                marked = sessions.toggle_mark(cur, first_eid)
         except Exception as exc:
             self.app.call_from_thread(self.message, f"mark failed: {exc}", error=True)
             return
-        self.app.call_from_thread(self._marked, key, marked)
+        self.app.call_from_thread(self._marked, first_eid, key, marked)
 
-    def _marked(self, key: str, marked: bool) -> None:
-        (self.marks.add if marked else self.marks.discard)(key)
+    def _marked(self, first_eid: int, key: str, marked: bool) -> None:
+        (self.marks.add if marked else self.marks.discard)(first_eid)
         self.table.marks_changed()
-        self.message(f"marked {key}" if marked else f"unmarked {key}")
+        self.message(f"marked {escape(key)}" if marked else f"unmarked {escape(key)}")
 
     def action_export(self) -> None:
         from .prompt import ExportScreen

@@ -68,16 +68,16 @@ TYPE_SHORT = {0: "system", 2: "inter", 3: "net", 4: "batch", 5: "svc", 7: "unloc
 
 
 class SessionRows:
-    """Logon sessions; marks are kept per session key."""
+    """Logon sessions; marks are kept by the session's first 4624 (its `first_eid`)."""
 
-    def __init__(self, marks: set[str]) -> None:
+    def __init__(self, marks: set[int]) -> None:
         self.marks = marks
 
     def window(self, cur: duckdb.DuckDBPyConnection, view: views.View, start: int, n: int) -> list[dict[str, Any]]:
         return sessions.window(cur, view, start, n)
 
     def mark_of(self, row: dict[str, Any]) -> str | None:
-        return "" if sessions.key_of(row).text() in self.marks else None
+        return "" if row.get("first_eid") in self.marks else None
 
     def cell(self, row: dict[str, Any], column: str, local: bool) -> str:
         if column == "account":
