@@ -294,3 +294,119 @@ def test_the_sessions_table_is_one_line_a_session_laid_out_as_the_tui_lays_it_ou
     assert len(lines) == total + 1 and all(len(line) <= width for line in lines)
     assert lines[0].split() == [w for c in layout(SESSION_COLUMNS, width) for w in c.title.split()]
     assert lines[0].split()[:3] == ["start", "host", "account"]
+
+
+# -- regressions from a review: each case built from a few events ------------------------------------
+def _logon(record: int, when: str, lid: str, user: str = "alice", *, host: str = "WS01.corp.local",
+           logon_type: str = "2", linked: str | None = None, ip: str = "-", elevated: str = "%%1843") -> dict[str, Any]:
+    from conftest import evtx_doc
+
+    data = {"TargetUserName": user, "TargetDomainName": "CORP", "TargetLogonId": lid, "LogonType": logon_type,
+            "TargetUserSid": f"S-1-5-21-1-2-3-{1000 + len(user)}", "AuthenticationPackageName": "Negotiate",
+            "IpAddress": ip, "ElevatedToken": elevated}
+    if linked:
+        data["TargetLinkedLogonId"] = linked
+    return evtx_doc(record, 4624, when, host=host, data=data)
+
+
+def _event(record: int, event_id: int, when: str, *, channel: str = "Security", host: str = "WS01.corp.local",
+           provider: str = "Microsoft-Windows-Security-Auditing", **data: str) -> dict[str, Any]:
+    from conftest import evtx_doc
+
+    return evtx_doc(record, event_id, when, host=host, channel=channel, provider=provider, data=data)
+
+
+def _ingest_each(tmp_path: Path, *files: list[dict[str, Any]]) -> Path:
+    from conftest import write_jsonl
+
+    case_path = tmp_path / "case.duckdb"
+    for i, docs in enumerate(files):
+        ingest_into(case_path, [write_jsonl(tmp_path / f"f{i}.jsonl", docs)])
+    return case_path
+
+
+def _full(case_path: Path) -> list[tuple[Any, ...]]:
+    with Case(case_path) as case:
+        derived.refresh(case, full=True)
+    return _rows(case_path)
+
+
+def test_two_4608_minutes_apart_with_no_shutdown_between_are_two_boots(tmp_path: Path) -> None:
+    case_path = _ingest_each(tmp_path, [
+        _event(1, 4608, "2024-01-01T10:00:00Z"), _logon(2, "2024-01-01T10:01:00Z", "0x7000"),
+        _event(3, 4608, "2024-01-01T10:05:00Z"), _logon(4, "2024-01-01T10:06:00Z", "0x7000", "bob")])
+    with Case(case_path, read_only=True) as case:
+        rows = sessions.query(case.cursor(), "")
+    assert sorted((r["boot"], r["user"], r["end_reason"]) for r in rows) == [(1, "alice", "reboot"), (2, "bob", "open")]
+
+
+def test_a_later_file_naming_only_the_second_id_of_a_linked_pair_keeps_the_pair_whole(tmp_path: Path) -> None:
+    security = [_event(1, 4608, "2024-01-01T09:00:00Z"),
+                _logon(2, "2024-01-01T10:00:00Z", "0x1000", linked="0x1001", elevated="%%1842"),
+                _logon(3, "2024-01-01T10:00:00Z", "0x1001", linked="0x1000")]
+    sysmon = [_event(1, 1, "2024-01-01T10:05:00Z", channel="Microsoft-Windows-Sysmon/Operational",
+                     provider="Microsoft-Windows-Sysmon", LogonId="0x1001", ProcessId="77",
+                     Image="C:\\Windows\\explorer.exe", User="CORP\\alice", ProcessGuid="{aaaa}")]
+    case_path = _ingest_each(tmp_path, security, sysmon)
+    rows = _rows(case_path)
+    with Case(case_path, read_only=True) as case:
+        (row,) = sessions.query(case.cursor(), "")
+    assert (row["logon_id"], row["linked_logon_id"], row["elevated_token"], row["processes"]) == (0x1000, 0x1001, True, 1)
+    assert _full(case_path) == rows
+
+
+def test_a_system_log_added_after_the_security_log_ends_the_boot_by_its_shutdown(tmp_path: Path) -> None:
+    security = [_event(1, 4608, "2024-01-01T09:00:00Z"), _logon(2, "2024-01-01T10:00:00Z", "0x5000"),
+                _event(3, 4608, "2024-01-01T12:00:00Z")]
+    system = [_event(1, 6005, "2024-01-01T09:00:01Z", channel="System", provider="EventLog"),
+              _event(2, 6006, "2024-01-01T11:00:00Z", channel="System", provider="EventLog"),
+              _event(3, 6005, "2024-01-01T12:00:01Z", channel="System", provider="EventLog")]
+    case_path = _ingest_each(tmp_path, security, system)
+    rows = _rows(case_path)
+    with Case(case_path, read_only=True) as case:
+        (row,) = sessions.query(case.cursor(), "user:alice")
+    assert row["end_reason"] == "shutdown" and row["end"].hour == 11
+    assert _full(case_path) == rows
+
+
+def test_an_rdp_event_moves_to_the_newer_session_a_later_file_brings(tmp_path: Path) -> None:
+    lsm = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
+    first = [_event(1, 4608, "2024-01-01T08:00:00Z"),
+             _logon(2, "2024-01-01T09:00:00Z", "0xa000", logon_type="10", ip="10.0.0.9"),
+             _event(3, 25, "2024-01-01T11:10:00Z", channel=lsm, provider="Microsoft-Windows-TerminalServices-LocalSessionManager",
+                    User="CORP\\alice", Address="10.0.0.9")]
+    second = [_logon(10, "2024-01-01T11:00:00Z", "0xb000", logon_type="10", ip="10.0.0.9")]
+    case_path = _ingest_each(tmp_path, first, second)
+    rows = _rows(case_path)
+    with Case(case_path, read_only=True) as case:
+        got = {r["logon_id"]: r["rdp_by_account_time"] for r in sessions.query(case.cursor(), "type:10")}
+    assert got == {0xA000: 0, 0xB000: 1}
+    assert _full(case_path) == rows
+
+
+def test_a_session_mark_stays_on_its_session_when_a_log_with_an_earlier_boot_arrives(tmp_path: Path) -> None:
+    later = [_event(10, 4608, "2024-01-02T08:00:00Z"), _logon(11, "2024-01-02T09:00:00Z", "0x5000")]
+    case_path = _ingest_each(tmp_path, later)
+    with Case(case_path) as case:
+        (row,) = sessions.query(case.cursor(), "")
+        sessions.toggle_mark(case.cursor(), row["first_eid"])
+    earlier = [_event(1, 4608, "2024-01-01T08:00:00Z"), _logon(2, "2024-01-01T09:00:00Z", "0x5000", "mallory")]
+    ingest_into(case_path, [__import__("conftest").write_jsonl(tmp_path / "early.jsonl", earlier)])
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        marked = [r for r in sessions.query(cur, "") if r["first_eid"] in sessions.marked(cur)]
+    assert [(r["user"], r["boot"]) for r in marked] == [("alice", 2)]
+
+
+def test_one_wrong_password_on_a_dc_logged_as_4625_and_4776_counts_once(tmp_path: Path) -> None:
+    docs = []
+    for i in range(3):
+        when = f"2024-01-01T10:00:0{i}Z"
+        docs.append(_event(2 * i + 1, 4625, when, host="DC01.corp.local", TargetUserName="bob", IpAddress="10.0.0.66",
+                           Status="0xc000006d", SubStatus="0xc000006a", LogonType="3"))
+        docs.append(_event(2 * i + 2, 4776, when, host="DC01.corp.local", TargetUserName="bob", Workstation="KALI",
+                           Status="0xc000006a"))
+    case_path = _ingest_each(tmp_path, docs)
+    with Case(case_path, read_only=True) as case:
+        verdicts = logons.verdicts(case.cursor())
+    assert [v for v in verdicts if v["verdict"] == "brute_force"] == []
