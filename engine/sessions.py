@@ -32,7 +32,7 @@ from .decode import LOGON_TYPES, SENSITIVE_PRIVILEGES
 Cursor = duckdb.DuckDBPyConnection
 
 # Bump when the build below changes what it computes: cases built by an older one are rebuilt.
-VERSION = 6
+VERSION = 7
 WELL_KNOWN_LOGON_IDS = (0x3E7, 0x3E4, 0x3E5)
 # Accounts that are no one: lower-cased names a logon may carry.
 NOT_AN_ACCOUNT = "('anonymous logon', '')"
@@ -192,24 +192,27 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
         WHERE t.ts >= s.start OR t.pos > s.first_pos
         GROUP BY ALL""")
     # Every event naming one of the ids (target, or subject when it is another id).
+    # Every event naming one of the ids, once per session: by its target id, or by its subject id
+    # when the target is not one of the same session's. Narrow on purpose: SYSTEM's 0x3e7 names
+    # millions of events on a large case, and the text columns are read below only for the few
+    # event kinds that need them.
+    narrow = ("e.host, e.pos, e.ts, e.eid, e.channel, e.event_id, e.target_logon_id, e.subject_logon_id, "
+              "e.process_pid, e.process_image")
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _act AS
         SELECT i.host, i.boot, i.key_lid, t.eid, t.pos, t.ts, t.channel, t.event_id, t.target_logon_id,
-               t.subject_logon_id, t.process_pid, t.process_image, t.target_user, t.dst_host, t.src_ip,
-               t.workstation
-        FROM {in_epoch("SELECT e.host, e.pos, e.ts, e.eid, e.channel, e.event_id, e.target_logon_id, "
-                       "e.subject_logon_id, e.process_pid, e.process_image, e.target_user, e.dst_host, e.src_ip, "
-                       "e.workstation, e.target_logon_id AS lid FROM events e WHERE e.target_logon_id IS NOT NULL",
-                       "e.target_logon_id")} t
+               t.subject_logon_id, t.process_pid, t.process_image
+        FROM {in_epoch(f"SELECT {narrow}, e.target_logon_id AS lid FROM events e "
+                       "WHERE e.target_logon_id IS NOT NULL", "e.target_logon_id")} t
         JOIN _ids i ON i.host = t.host AND i.boot = t.boot AND i.lid = t.lid
         UNION ALL
         SELECT i.host, i.boot, i.key_lid, t.eid, t.pos, t.ts, t.channel, t.event_id, t.target_logon_id,
-               t.subject_logon_id, t.process_pid, t.process_image, t.target_user, t.dst_host, t.src_ip,
-               t.workstation
-        FROM {in_epoch("SELECT e.host, e.pos, e.ts, e.eid, e.channel, e.event_id, e.target_logon_id, "
-                       "e.subject_logon_id, e.process_pid, e.process_image, e.target_user, e.dst_host, e.src_ip, "
-                       "e.workstation, e.subject_logon_id AS lid FROM events e WHERE e.subject_logon_id IS NOT NULL",
-                       "e.subject_logon_id")} t
-        JOIN _ids i ON i.host = t.host AND i.boot = t.boot AND i.lid = t.lid""")
+               t.subject_logon_id, t.process_pid, t.process_image
+        FROM {in_epoch(f"SELECT {narrow}, e.subject_logon_id AS lid FROM events e "
+                       "WHERE e.subject_logon_id IS NOT NULL", "e.subject_logon_id")} t
+        JOIN _ids i ON i.host = t.host AND i.boot = t.boot AND i.lid = t.lid
+        WHERE t.target_logon_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM _ids j WHERE j.host = i.host AND j.boot = i.boot AND j.key_lid = i.key_lid
+            AND j.lid = t.target_logon_id)""")
     # RDP events without a LogonId: the type 10 session of that host and account whose span holds them.
     cur.execute("DELETE FROM session_events se WHERE EXISTS (SELECT 1 FROM _sess s WHERE s.host = se.host "
                 "AND s.boot = se.boot AND s.lid = se.logon_id)")
@@ -244,31 +247,41 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                    AND s.key_lid = p.key_lid AND s.process_pid = p.process_pid AND s.image = p.image
                    AND abs(epoch(s.ts) - epoch(p.ts)) <= 2)) AS processes
         FROM _proc p GROUP BY ALL""")
+    # Counts only: an aggregate that kept a list or a DISTINCT set per session would hold one entry
+    # per event of SYSTEM's session (out of memory on a 10M-event case, bench/sessions.py).
     cur.execute("""CREATE OR REPLACE TEMP TABLE _agg AS
-        SELECT host, boot, key_lid, count(DISTINCT eid) AS events, max(ts) AS last_seen,
-               count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id = 4648)::INTEGER AS explicit_uses,
-               list_sort(list_distinct(list(CASE WHEN channel = 'Security' AND event_id = 4648
-                    THEN coalesce(target_user, '?') || ' on ' || coalesce(dst_host, '?') END))) AS explicit_targets,
-               list_sort(list_distinct(list(CASE WHEN (channel = 'Security' AND event_id IN (4778, 4779))
-                    OR channel LIKE 'Microsoft-Windows-TerminalServices-%'
-                    THEN coalesce(src_ip, workstation) END))) AS rdp_clients,
+        SELECT host, boot, key_lid, count(*) AS events, max(ts) AS last_seen,
+               count(*) FILTER (WHERE channel = 'Security' AND event_id = 4648)::INTEGER AS explicit_uses,
                -- How the RDP events were tied to the session: 4778/4779 name its LogonId; 1149 and
                -- LocalSessionManager only the account, matched by time (session_events).
-               count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id IN (4778, 4779)
-                                           AND NOT attached)::INTEGER AS rdp_by_logon_id,
-               count(DISTINCT eid) FILTER (WHERE attached)::INTEGER AS rdp_by_account_time,
+               count(*) FILTER (WHERE channel = 'Security' AND event_id IN (4778, 4779)
+                                AND NOT attached)::INTEGER AS rdp_by_logon_id,
+               count(*) FILTER (WHERE attached)::INTEGER AS rdp_by_account_time,
                -- Security and LocalSessionManager each log one reconnect (4778, 25) and disconnect
                -- (4779, 24): whichever log has more of them counts, so one action is one.
-               greatest(count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id = 4778),
-                        count(DISTINCT eid) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 25)
+               greatest(count(*) FILTER (WHERE channel = 'Security' AND event_id = 4778),
+                        count(*) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 25)
                         )::INTEGER AS reconnects,
-               greatest(count(DISTINCT eid) FILTER (WHERE channel = 'Security' AND event_id = 4779),
-                        count(DISTINCT eid) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 24)
+               greatest(count(*) FILTER (WHERE channel = 'Security' AND event_id = 4779),
+                        count(*) FILTER (WHERE channel LIKE '%LocalSessionManager%' AND event_id = 24)
                         )::INTEGER AS disconnects
-        FROM (SELECT host, boot, key_lid, eid, ts, channel, event_id, subject_logon_id, target_user, dst_host,
-                     src_ip, workstation, FALSE AS attached FROM _act
-              UNION ALL SELECT host, boot, key_lid, eid, ts, channel, event_id, NULL, NULL, NULL, src_ip,
-                     workstation, TRUE FROM _rdp) u
+        FROM (SELECT host, boot, key_lid, ts, channel, event_id, FALSE AS attached FROM _act
+              UNION ALL SELECT host, boot, key_lid, ts, channel, event_id, TRUE FROM _rdp) u
+        GROUP BY ALL""")
+    # Where the session used explicit credentials (4648) and where its RDP client was: lists built
+    # from those few events only, their text read from `events` by eid.
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _lists AS
+        SELECT host, boot, key_lid,
+               list_sort(list_distinct(list(target) FILTER (WHERE target IS NOT NULL))) AS explicit_targets,
+               list_sort(list_distinct(list(client) FILTER (WHERE client IS NOT NULL))) AS rdp_clients
+        FROM (SELECT a.host, a.boot, a.key_lid,
+                     CASE WHEN a.event_id = 4648 THEN coalesce(e.target_user, '?') || ' on '
+                          || coalesce(e.dst_host, '?') END AS target,
+                     CASE WHEN a.event_id IN (4778, 4779) THEN coalesce(e.src_ip, e.workstation) END AS client
+              FROM _act a JOIN events e ON e.eid = a.eid
+              WHERE a.channel = 'Security' AND a.event_id IN (4648, 4778, 4779)
+              UNION ALL
+              SELECT r.host, r.boot, r.key_lid, NULL, coalesce(r.src_ip, r.workstation) FROM _rdp r)
         GROUP BY ALL""")
     if scoped:
         cur.execute("""DELETE FROM sessions s WHERE EXISTS (SELECT 1 FROM _scope c WHERE c.host = s.host
@@ -295,8 +308,8 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                     ELSE 'open' END AS end_reason,
                s.logons, coalesce(a.events, 0) AS events, coalesce(pr.processes, 0) AS processes,
                coalesce(a.explicit_uses, 0) AS explicit_uses,
-               coalesce(list_filter(a.explicit_targets, lambda x: x IS NOT NULL), []) AS explicit_targets,
-               coalesce(list_filter(a.rdp_clients, lambda x: x IS NOT NULL), []) AS rdp_clients,
+               coalesce(li.explicit_targets, []) AS explicit_targets,
+               coalesce(li.rdp_clients, []) AS rdp_clients,
                coalesce(a.reconnects, 0) AS reconnects, coalesce(a.disconnects, 0) AS disconnects,
                coalesce(a.rdp_by_logon_id, 0) AS rdp_by_logon_id,
                coalesce(a.rdp_by_account_time, 0) AS rdp_by_account_time,
@@ -308,9 +321,10 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
         LEFT JOIN boots b ON b.host = s.host AND b.boot = s.boot
         LEFT JOIN _agg a ON a.host = s.host AND a.boot = s.boot AND a.key_lid = s.lid
         LEFT JOIN _procs pr ON pr.host = s.host AND pr.boot = s.boot AND pr.key_lid = s.lid
-        LEFT JOIN _key pk ON pk.host = s.host AND pk.boot = s.boot AND pk.lid = s.partner""")
+        LEFT JOIN _key pk ON pk.host = s.host AND pk.boot = s.boot AND pk.lid = s.partner
+        LEFT JOIN _lists li ON li.host = s.host AND li.boot = s.boot AND li.key_lid = s.lid""")
     _flags(cur)
-    for name in ("_logon", "_key", "_pair", "_sess", "_ids", "_priv", "_off", "_act", "_rdp", "_proc", "_procs", "_agg"):
+    for name in ("_logon", "_key", "_pair", "_sess", "_ids", "_priv", "_off", "_act", "_rdp", "_proc", "_procs", "_agg", "_lists"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
