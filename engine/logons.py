@@ -230,6 +230,28 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
                     "session": session, "logon_type": logon_type,
                     "reason": f"{user} logged on to {host} from {source} (type {logon_type}) after {n} failures "
                               f"within {t.success_minutes} min: the guessing may have worked"})
+    # A spray that worked: a sprayer fails once per account, so "failures of the same account" never
+    # sees it; the spraying source logging on as any account soon after is the sign.
+    for spray in [v for v in out if v["verdict"] == "password_spray"]:
+        for row in cur.execute(f"""
+            SELECT ok.eid, ok.ts, ok.host, lower(ok.target_user), ok.target_user, ok.logon_type, s.logon_id, ok.boot
+            FROM {boots.boot_of_sql(
+                "(SELECT e.eid, e.pos, e.ts, e.host, e.target_user, e.target_logon_id, e.logon_type FROM events e "
+                "WHERE e.channel = 'Security' AND e.event_id = 4624 AND coalesce(e.src_ip, e.workstation) = ? "
+                "AND e.ts >= ? AND e.ts <= ? + INTERVAL (?) MINUTE)")} ok
+            LEFT JOIN sessions s ON s.host = ok.host AND s.boot = ok.boot
+                 AND (s.logon_id = ok.target_logon_id OR s.linked_logon_id = ok.target_logon_id)
+            ORDER BY ok.pos LIMIT 1""", [spray["source"], spray["first"], spray["last"], t.success_minutes]).fetchall():
+            eid, ts, host, account, user, logon_type, session_lid, boot = row
+            session = {"host": host, "boot": boot, "logon_id": int(session_lid)} if session_lid is not None else None
+            out.append({"kind": "verdict", "verdict": "success_after_failures", "account": account,
+                        "accounts": [account], "source": spray["source"], "sources": [spray["source"]],
+                        "host": host, "count": spray["count"], "first": spray["first"], "last": ts,
+                        "eids": [*spray["eids"], eid], "session": session, "logon_type": logon_type,
+                        "after": "password_spray",
+                        "reason": f"{user} logged on to {host} from {spray['source']} (type {logon_type}) during or "
+                                  f"soon after its password spray ({len(spray['accounts'])} accounts): "
+                                  f"one guess may have worked"})
     for row in cur.execute("""SELECT e.eid, e.ts, e.host, lower(e.target_user), e.target_user, e.target_domain
                               FROM events e WHERE e.channel = 'Security' AND e.event_id = 4740 ORDER BY e.pos""").fetchall():
         eid, ts, host, account, user, caller = row

@@ -410,3 +410,27 @@ def test_one_wrong_password_on_a_dc_logged_as_4625_and_4776_counts_once(tmp_path
     with Case(case_path, read_only=True) as case:
         verdicts = logons.verdicts(case.cursor())
     assert [v for v in verdicts if v["verdict"] == "brute_force"] == []
+
+
+def test_a_spray_followed_by_a_logon_from_the_sprayer_is_a_success_verdict_with_its_session(tmp_path: Path) -> None:
+    from fixtures.incident import ATTACKER_IP
+    from tui.screens.logons import timeline_filter
+    from tui.testing import build_incident_case
+
+    case_path = build_incident_case(tmp_path, noise=0)
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        verdicts = logons.verdicts(cur)
+        (spray,) = [v for v in verdicts if v["verdict"] == "password_spray" and v["source"] == ATTACKER_IP]
+        (worked,) = [v for v in verdicts if v.get("after") == "password_spray"]
+        first_logon = cur.execute(
+            "SELECT eid, lower(target_user) FROM events WHERE event_id = 4624 AND src_ip = ? AND ts >= ? "
+            "ORDER BY pos LIMIT 1", [ATTACKER_IP, spray["first"]]).fetchall()[0]
+        assert (worked["eids"][-1], worked["account"]) == first_logon
+        assert set(worked["eids"][:-1]) == set(spray["eids"])
+        row = sessions.get(cur, sessions.SessionKey(**worked["session"]))
+        assert row is not None and row["first_eid"] == first_logon[0]
+        view = views.resolve(cur, timeline_filter(worked))
+        shown = {int(r[0]) for r in cur.execute("SELECT eid FROM events WHERE list_contains(?, pos)",
+                                                [[int(p) for p in view.positions]]).fetchall()}
+        assert shown == set(worked["eids"])

@@ -48,7 +48,7 @@ def timeline_filter(row: dict[str, Any]) -> str:
         terms.append("eid:4624,4625,4768,4771,4776")
     else:
         terms.append(FAILURE_IDS)
-    if row.get("account") and verdict != "password_spray":
+    if row.get("account") and verdict != "password_spray" and row.get("after") != "password_spray":
         terms.append(value_term("user", row["account"]))
     if verdict in ("brute_force", "lockout") and row.get("host"):
         terms.append(value_term("host", row["host"]))
