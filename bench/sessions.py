@@ -55,6 +55,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -207,11 +209,14 @@ def ingest_rate(work: Path, records: int, runs: int) -> dict[str, Any]:
     bi = _bench_module("ingest")
     root, files = bi.replicate_evtx(work, records)
     bi.warm(files)
-    got = [bi.run_ingest(work / "rate.duckdb", [root]) for _ in range(runs)]
+    rate_case = work / f"rate-{os.getpid()}.duckdb"
+    got = [bi.run_ingest(rate_case, [root]) for _ in range(runs)]
     seconds = statistics.median(g["seconds"] for g in got)
     n = int(got[0]["records"])
-    with Case(work / "rate.duckdb") as case:
+    with Case(rate_case) as case:
         own = statistics.median(derived.refresh(case, full=True) for _ in range(3))
+    for p in (rate_case, Path(f"{rate_case}.wal")):
+        p.unlink(missing_ok=True)
     return {"records": n, "ingest_s": round(seconds, 2), "ingest_rps": round(n / seconds),
             "its_derived_s": round(own, 2), "ingest_rps_without_derived": round(n / (seconds - own)),
             "peak_rss_mb": round(statistics.median(g["peak_rss_mb"] for g in got))}
@@ -271,55 +276,81 @@ def fingerprint(con: Any) -> tuple[Any, ...]:
                   (SELECT count(*) FROM boots)""").fetchall()[0])
 
 
-def incremental(case_path: Path, work: Path, info: dict[str, Any], n_sessions: int, runs: int,
-                build_s: float) -> dict[str, Any]:
+def _one_incremental(copy: Path, evidence: Path, *, check: bool) -> dict[str, Any]:
+    """Ingest `evidence` into `copy` as `ashiato ingest` does (the engine's default memory limit),
+    timing its ordering and its derived refresh; with `check`, then a full rebuild, compared."""
     from engine import Case, derived
     from engine.ingest import ingest
 
+    got: dict[str, Any] = {"reorder_s": 0.0, "refresh_s": 0.0}
+    with Case(copy) as case:
+        reorder = case.reorder
+
+        def timed_refresh() -> None:
+            t0 = time.perf_counter()
+            derived.refresh(case)
+            got["refresh_s"] += time.perf_counter() - t0
+
+        def timed_reorder() -> None:
+            t0 = time.perf_counter()
+            reorder()
+            got["reorder_s"] += time.perf_counter() - t0
+
+        case.refresh_derived = timed_refresh  # type: ignore[method-assign]
+        case.reorder = timed_reorder  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        report = ingest(case, [evidence])
+        got["ingest_s"] = time.perf_counter() - t0
+        assert report.files and report.files[0].status == "ingested", report.files
+        if check:  # a full rebuild of the updated copy: its time, and the check
+            updated = fingerprint(case.con)
+            t0 = time.perf_counter()
+            derived.refresh(case, full=True)
+            got["full_s"] = time.perf_counter() - t0
+            got["same"] = updated == fingerprint(case.con)
+    return got
+
+
+def incremental(case_path: Path, work: Path, info: dict[str, Any], n_sessions: int, runs: int,
+                build_s: float) -> dict[str, Any]:
     host = info["busiest_host"]
     start = info["last_ts"].replace(tzinfo=None) + timedelta(hours=1)
     out: dict[str, Any] = {"host": host}
     for label, reboot, n_runs in (("same_boot", False, runs), ("with_reboot", True, 1)):
-        evidence = work / f"bench-logons-{label}.jsonl"
+        evidence = work / f"bench-logons-{label}-{os.getpid()}.jsonl"
         n_events = logon_file(evidence, host, start, n_sessions, reboot=reboot)
         refresh_s: list[float] = []
         ingest_s: list[float] = []
         reorder_s: list[float] = []
         full_s: list[float] = []
         same: list[bool] = []
-        for r in range(n_runs):
-            copy = work / "incremental.duckdb"
+        errors: list[str] = []
+        for _ in range(n_runs):
+            copy = work / f"incremental-{os.getpid()}.duckdb"  # two runs at once must not share it
             Path(f"{copy}.wal").unlink(missing_ok=True)
             shutil.copyfile(case_path, copy)
-            with Case(copy) as case:
-                spent: list[float] = []
+            try:
+                got = _one_incremental(copy, evidence, check=True)
+            except duckdb.Error as exc:  # reported as a result, not a crash of the whole run
+                import traceback
 
-                def timed_refresh(case: Any = case, spent: list[float] = spent) -> None:
-                    t0 = time.perf_counter()
-                    derived.refresh(case)
-                    spent.append(time.perf_counter() - t0)
-
-                reorder = case.reorder
-
-                def timed_reorder(reorder: Any = reorder, spent: list[float] = reorder_s) -> None:
-                    t0 = time.perf_counter()
-                    reorder()
-                    spent.append(time.perf_counter() - t0)
-
-                case.refresh_derived = timed_refresh  # type: ignore[method-assign]
-                case.reorder = timed_reorder  # type: ignore[method-assign]
-                t0 = time.perf_counter()
-                report = ingest(case, [evidence])
-                ingest_s.append(time.perf_counter() - t0)
-                assert report.files and report.files[0].status == "ingested", report.files
-                refresh_s.append(sum(spent))
-                if r == n_runs - 1:  # one full rebuild of the updated copy: its time, and the check
-                    updated = fingerprint(case.con)
-                    t0 = time.perf_counter()
-                    derived.refresh(case, full=True)
-                    full_s.append(time.perf_counter() - t0)
-                    same.append(updated == fingerprint(case.con))
-            copy.unlink()
+                where = [f"{Path(f.filename).name}:{f.name}" for f in traceback.extract_tb(exc.__traceback__)
+                         if "/engine/" in f.filename]
+                errors.append(f"{type(exc).__name__} in {where[-1] if where else '?'}: {str(exc).splitlines()[0]}")
+                continue
+            finally:
+                copy.unlink(missing_ok=True)
+                Path(f"{copy}.wal").unlink(missing_ok=True)
+            ingest_s.append(got["ingest_s"])
+            reorder_s.append(got["reorder_s"])
+            refresh_s.append(got["refresh_s"])
+            if "full_s" in got:
+                full_s.append(got["full_s"])
+                same.append(got["same"])
+        evidence.unlink(missing_ok=True)
+        if not refresh_s or not full_s:
+            out[label] = {"file_events": n_events, "failed": errors, "runs": n_runs}
+            continue
         refresh = statistics.median(refresh_s)
         full = statistics.median(full_s)
         out[label] = {"file_events": n_events, "ingest_s": round(statistics.median(ingest_s), 2),
@@ -327,7 +358,7 @@ def incremental(case_path: Path, work: Path, info: dict[str, Any], n_sessions: i
                       "derived_refresh_s": round(refresh, 3), "derived_refresh_all_s": [round(x, 3) for x in refresh_s],
                       "full_rebuild_same_copy_s": round(full, 2), "ratio": round(refresh / full, 4),
                       "ratio_to_step1_build": round(refresh / build_s, 4),
-                      "equals_full_rebuild": all(same), "runs": n_runs}
+                      "equals_full_rebuild": all(same), "runs": n_runs, "failed": errors}
     return out
 
 
@@ -438,6 +469,18 @@ def tui_child(case_path: Path, runs: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def engine_state() -> str:
+    """The commit and a digest of engine/ as it is on disk (the run checks it did not change)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in sorted((ROOT / "engine").rglob("*")):
+        if f.suffix in (".py", ".toml"):
+            digest.update(f.relative_to(ROOT).as_posix().encode() + f.read_bytes())
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return f"{head.stdout.strip()} {digest.hexdigest()[:12]}"
+
+
 # -- the run ------------------------------------------------------------------------------------------------
 def report(results: dict[str, Any]) -> None:
     def line(name: str, value: str, target: str, ok: bool | None) -> None:
@@ -445,6 +488,8 @@ def report(results: dict[str, Any]) -> None:
         print(f"{name:<48} {value:>14} {target:>12}  {verdict}")
 
     case = results["case"]
+    if results.get("engine_changed_during_run"):
+        print("\nWARNING: engine/ changed on disk during this run: figures may mix two versions of it")
     print(f"\n{case['events']:,} events, {case['logon_events']:,} logon events "
           f"(Security {'/'.join(map(str, LOGON_EVENTS))}), {case['sessions']:,} sessions on "
           f"{case['session_hosts']} hosts, {case['boots']:,} boot epochs\n")
@@ -458,6 +503,12 @@ def report(results: dict[str, Any]) -> None:
     if inc:
         for label in ("same_boot", "with_reboot"):
             r = inc[label]
+            if "ratio" not in r:
+                line(f"2. incremental ({label}, {r['file_events']} events)", "failed", "", False)
+                print(f"   {'; '.join(r['failed'])}")
+                continue
+            if r["failed"]:
+                print(f"   ({len(r['failed'])} of {r['runs']} runs failed: {r['failed'][0]})")
             # With a boot in the file the host's epochs change and its sessions are rebuilt whole:
             # proportional to the host, not the file, by design (engine/derived.py); shown, not judged.
             ok = r["ratio"] <= 0.05 and r["equals_full_rebuild"] if label == "same_boot" else None
@@ -502,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"engine": engine_state()}
     if not case_path.exists():
         build_case(case_path, args.events, args.min_logons)
     info = describe(case_path)
@@ -524,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     emit("tui", tui_child(case_path, args.runs), results)
     if not args.skip_incremental:
         emit("incremental", incremental(case_path, work, info, args.inc_sessions, args.inc_runs, build_s), results)
+    results["engine_changed_during_run"] = engine_state() != results["engine"]
     report(results)
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "sessions.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -507,16 +507,12 @@ def resolve(cur: Cursor, text: str) -> Any:
 
 def window(cur: Cursor, view: Any, start: int, n: int) -> list[dict[str, Any]]:
     """Sessions start..start+n-1 of a view, as dicts (the timeline widget's row source)."""
-    start = max(0, start)
-    end = min(view.count, start + n)
-    if end <= start:
+    from .views import window_where
+
+    where = window_where(view, start, n, "ord")
+    if where is None:
         return []
-    if view.positions is None:
-        result = cur.execute("SELECT * FROM sessions WHERE ord BETWEEN ? AND ? ORDER BY ord", [start, end - 1])
-    else:
-        wanted = [int(x) for x in view.positions[start:end]]
-        result = cur.execute("SELECT * FROM sessions WHERE ord BETWEEN ? AND ? AND list_contains(?, ord) ORDER BY ord",
-                             [wanted[0], wanted[-1], wanted])
+    result = cur.execute(f"SELECT * FROM sessions WHERE {where[0]} ORDER BY ord", where[1])
     names = [d[0] for d in result.description or []]
     return [dict(zip(names, r, strict=True)) for r in result.fetchall()]
 

@@ -141,21 +141,27 @@ def resolve_steps(cur: Cursor, compiled: Compiled, *, first: int | None = None,
         yield View(compiled, total, positions, done=min(1.0, seen / documents) if hi < 2**63 - 1 else 1.0)
 
 
-def window(cur: Cursor, view: View, start: int, n: int) -> list[dict[str, Any]]:
-    """Rows start..start+n-1 of the view, each a dict of events columns plus summary/user/process."""
+def window_where(view: View, start: int, n: int, ordinal: str = "pos") -> tuple[str, list[Any]] | None:
+    """SQL and parameters selecting rows start..start+n-1 of a view of a table stored in `ordinal`
+    order (events by pos, sessions by ord): one range scan, narrowed to the view's ordinals."""
     start = max(0, start)
     end = min(view.count, start + n)
     if end <= start:
-        return []
+        return None
     if view.positions is None:
-        sql = f"SELECT {ROW_COLUMNS} FROM events e WHERE pos BETWEEN ? AND ? ORDER BY pos"
-        params: list[Any] = [start, end - 1]
-    else:
-        wanted = view.positions[start:end]
-        sql = (f"SELECT {ROW_COLUMNS} FROM events e WHERE pos BETWEEN ? AND ? "
-               "AND list_contains(?, pos) ORDER BY pos")
-        params = [int(wanted[0]), int(wanted[-1]), [int(x) for x in wanted]]
-    return rows_with_summary(cur.execute(sql, params))
+        return f"{ordinal} BETWEEN ? AND ?", [start, end - 1]
+    wanted = view.positions[start:end]
+    return (f"{ordinal} BETWEEN ? AND ? AND list_contains(?, {ordinal})",
+            [int(wanted[0]), int(wanted[-1]), [int(x) for x in wanted]])
+
+
+def window(cur: Cursor, view: View, start: int, n: int) -> list[dict[str, Any]]:
+    """Rows start..start+n-1 of the view, each a dict of events columns plus summary/user/process."""
+    where = window_where(view, start, n)
+    if where is None:
+        return []
+    return rows_with_summary(cur.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE {where[0]} ORDER BY pos",
+                                         where[1]))
 
 
 def rows_with_summary(result: Cursor) -> list[dict[str, Any]]:

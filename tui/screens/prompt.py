@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -266,10 +266,14 @@ def time_validator(text: str) -> tuple[bool, str]:
     return True, f"→ {when:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def filter_validator(session: Session) -> Validator:
+def filter_validator(session: Session, compile_text: Callable[[str], Any] | None = None) -> Validator:
+    """Checks a filter as it is typed: over events (the session's compiler) or, given
+    `compile_text`, over another table (sessions)."""
+    compiler = compile_text or session.compile
+
     def check(text: str) -> tuple[bool, str]:
         try:
-            session.compile(text)
+            compiler(text)
         except FilterError as exc:
             return False, f"{exc.caret(text)}\n{filter_error_text(exc, text)}"
         return True, ""

@@ -206,13 +206,9 @@ class SessionsScreen(Screen[None]):
         self.table.move_column(1)
 
     def _validator(self) -> Any:
-        def check(text: str) -> tuple[bool, str]:
-            try:
-                self._compile(text)
-            except FilterError as exc:
-                return False, f"{exc.caret(text)}\n{exc}"
-            return True, ""
-        return check
+        from .prompt import filter_validator
+
+        return filter_validator(self.session, self._compile)
 
     def action_filter(self) -> None:
         prompt = PromptScreen("filter sessions  (user: host: type:3,10 ip: privileged:yes flag:ntlm after: …)",
