@@ -426,21 +426,28 @@ def key_of(row: dict[str, Any]) -> SessionKey:
 
 def session_term_sql() -> str:
     """SQL over `events e` for the events of one session (bound with `session_params`): those of its
-    host and boot naming one of its ids, plus the RDP events attached to it."""
-    sql = ("(e.eid IN (SELECT e2.eid FROM sessions s JOIN boots b ON b.host = s.host AND b.boot = s.boot "
-           "JOIN events e2 ON e2.host = s.host AND e2.pos BETWEEN b.start_pos AND b.end_pos "
-           "AND (e2.target_logon_id IN (s.logon_id, s.linked_logon_id) "
-           "     OR e2.subject_logon_id IN (s.logon_id, s.linked_logon_id)) "
-           "WHERE s.host = ? AND s.boot = ? AND (s.logon_id = ? OR s.linked_logon_id = ?)) "
+    host and boot naming one of its ids; the RDP events attached to it; and what the processes it
+    started did that Sysmon logs without a LogonId (network connections, files, registry, DNS…),
+    by their ProcessGuid, which is unique across boots."""
+    named = ("SELECT e2.eid, e2.channel, e2.event_id, e2.process_guid FROM sessions s "
+             "JOIN boots b ON b.host = s.host AND b.boot = s.boot "
+             "JOIN events e2 ON e2.host = s.host AND e2.pos BETWEEN b.start_pos AND b.end_pos "
+             "AND (e2.target_logon_id IN (s.logon_id, s.linked_logon_id) "
+             "     OR e2.subject_logon_id IN (s.logon_id, s.linked_logon_id)) "
+             "WHERE s.host = ? AND s.boot = ? AND (s.logon_id = ? OR s.linked_logon_id = ?)")
+    sql = (f"(e.eid IN (SELECT eid FROM ({named})) "
            "OR e.eid IN (SELECT se.eid FROM session_events se JOIN sessions s ON s.host = se.host "
            "AND s.boot = se.boot AND s.logon_id = se.logon_id "
-           "WHERE s.host = ? AND s.boot = ? AND (s.logon_id = ? OR s.linked_logon_id = ?)))")
+           "WHERE s.host = ? AND s.boot = ? AND (s.logon_id = ? OR s.linked_logon_id = ?)) "
+           f"OR (e.process_guid IS NOT NULL AND e.channel = '{SYSMON}' AND e.host = ? AND e.process_guid IN ("
+           f"SELECT p.process_guid FROM ({named}) p WHERE p.channel = '{SYSMON}' AND p.event_id = 1 "
+           "AND p.process_guid IS NOT NULL)))")
     return sql
 
 
 def session_params(key: SessionKey) -> list[Any]:
     one = [key.host, key.boot, key.logon_id, key.logon_id]
-    return one + one
+    return one + one + [key.host] + one
 
 
 def get(cur: Cursor, key: SessionKey) -> dict[str, Any] | None:

@@ -147,7 +147,13 @@ def test_the_session_term_of_the_timeline_selects_the_events_naming_its_ids_in_i
         attached = {int(r[0]) for r in cur.execute(
             "SELECT eid FROM session_events WHERE host = ? AND boot = ? AND logon_id = ?",
             [row["host"], row["boot"], row["logon_id"]]).fetchall()}
-        assert got == by_id | attached
+        started = [r[0] for r in cur.execute(
+            "SELECT process_guid FROM events WHERE list_contains(?, eid) AND event_id = 1 AND channel = ?",
+            [sorted(by_id), "Microsoft-Windows-Sysmon/Operational"]).fetchall() if r[0]]
+        by_process = {int(r[0]) for r in cur.execute(
+            "SELECT eid FROM events WHERE host = ? AND channel = ? AND list_contains(?, process_guid)",
+            [row["host"], "Microsoft-Windows-Sysmon/Operational", started]).fetchall()}
+        assert got == by_id | attached | by_process
         assert row["first_eid"] in got
 
 
@@ -434,3 +440,19 @@ def test_a_spray_followed_by_a_logon_from_the_sprayer_is_a_success_verdict_with_
         shown = {int(r[0]) for r in cur.execute("SELECT eid FROM events WHERE list_contains(?, pos)",
                                                 [[int(p) for p in view.positions]]).fetchall()}
         assert shown == set(worked["eids"])
+
+
+def test_the_events_of_alices_rdp_session_include_what_its_processes_did_on_the_network(tmp_path: Path) -> None:
+    from tui.testing import build_incident_case
+
+    case_path = build_incident_case(tmp_path, noise=0)
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        (rdp,) = sessions.query(cur, "user:alice type:10")
+        view = views.resolve(cur, f'session:"{sessions.key_of(rdp).text()}"')
+        kinds = {(c, e) for c, e in cur.execute(
+            "SELECT channel, event_id FROM events WHERE list_contains(?, pos)",
+            [[int(p) for p in view.positions]]).fetchall()}
+    sysmon = "Microsoft-Windows-Sysmon/Operational"
+    assert {("Security", 4624), ("Security", 4672), ("Security", 4688), (sysmon, 1), (sysmon, 3),
+            (sysmon, 22), ("Security", 4648)} <= kinds
