@@ -42,6 +42,11 @@ FAILURES = """(SELECT e.eid, e.pos, e.ts, e.host, e.channel, e.event_id, lower(e
 FAMILY = "CASE WHEN event_id = 4625 THEN 'logon' WHEN event_id = 4776 THEN 'ntlm' ELSE 'kerberos' END"
 
 
+# A successful logon, or what a domain controller sees of one: a TGT issued, an NTLM validation
+# that passed (the guess that worked, from the source its failures came from).
+SUCCESS = "(e.event_id = 4624 OR (e.event_id IN (4768, 4776) AND e.status = 0))"
+
+
 class ThresholdError(ValueError):
     """A thresholds file that cannot be used, naming the file, the line and the key."""
 
@@ -206,7 +211,7 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
         WITH ok AS (SELECT * FROM {boots.boot_of_sql(
                         "(SELECT e.eid, e.pos, e.ts, e.host, lower(e.target_user) AS account, e.target_user, "
                         "coalesce(e.src_ip, e.workstation) AS source, e.target_logon_id, e.logon_type FROM events e "
-                        "WHERE e.channel = 'Security' AND e.event_id = 4624 AND e.target_user IS NOT NULL)")}),
+                        f"WHERE e.channel = 'Security' AND e.target_user IS NOT NULL AND {SUCCESS})")}),
              hits AS (SELECT ok.eid AS ok_eid, ok.ts AS ok_ts, ok.host AS ok_host, ok.account, ok.target_user,
                              ok.source, ok.target_logon_id, ok.boot, ok.logon_type,
                              list(f.eid ORDER BY f.pos) AS eids, count(*) AS n, min(f.ts) AS first
@@ -223,12 +228,13 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
              AND (s.logon_id = h.target_logon_id OR s.linked_logon_id = h.target_logon_id)
         ORDER BY h.ok_ts""", [t.success_minutes, t.success_failures]).fetchall():
         (ok_eid, ok_ts, host, account, user, source, _lid, boot, logon_type, eids, n, first, session_lid) = row
+        how = f"type {logon_type}" if logon_type is not None else "validated by the domain controller"
         session = ({"host": host, "boot": boot, "logon_id": int(session_lid)} if session_lid is not None else None)
         out.append({"kind": "verdict", "verdict": "success_after_failures", "account": account,
                     "accounts": [account], "source": source, "sources": [source], "host": host,
                     "count": int(n), "first": first, "last": ok_ts, "eids": [*eids, ok_eid],
                     "session": session, "logon_type": logon_type,
-                    "reason": f"{user} logged on to {host} from {source} (type {logon_type}) after {n} failures "
+                    "reason": f"{user} logged on to {host} from {source} ({how}) after {n} failures "
                               f"within {t.success_minutes} min: the guessing may have worked"})
     # A spray that worked: a sprayer fails once per account, so "failures of the same account" never
     # sees it; the spraying source logging on as any account soon after is the sign.

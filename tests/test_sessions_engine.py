@@ -456,3 +456,15 @@ def test_the_events_of_alices_rdp_session_include_what_its_processes_did_on_the_
     sysmon = "Microsoft-Windows-Sysmon/Operational"
     assert {("Security", 4624), ("Security", 4672), ("Security", 4688), (sysmon, 1), (sysmon, 3),
             (sysmon, 22), ("Security", 4648)} <= kinds
+
+
+def test_a_tgt_issued_after_kerberos_failures_is_a_success_verdict_seen_from_the_dc(tmp_path: Path) -> None:
+    docs = [_event(i + 1, 4771, f"2024-01-01T10:00:0{i}Z", host="DC01.corp.local", TargetUserName="alice",
+                   IpAddress="::ffff:10.0.0.5", Status="0x18") for i in range(4)]
+    docs.append(_event(9, 4768, "2024-01-01T10:01:00Z", host="DC01.corp.local", TargetUserName="alice",
+                       IpAddress="::ffff:10.0.0.5", Status="0x0"))
+    case_path = _ingest_each(tmp_path, docs)
+    with Case(case_path, read_only=True) as case:
+        (hit,) = [v for v in logons.verdicts(case.cursor()) if v["verdict"] == "success_after_failures"]
+    assert (hit["account"], hit["source"], hit["count"], hit["session"]) == ("alice", "10.0.0.5", 4, None)
+    assert "validated by the domain controller" in hit["reason"]
