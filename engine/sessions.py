@@ -149,8 +149,7 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                arg_min_null(key_length, pos) AS key_length, arg_min_null(elevated_token, pos) AS elevated_token,
                arg_min_null(impersonation_level, pos) AS impersonation_level, arg_min_null(src_ip, pos) AS src_ip,
                arg_min_null(src_port, pos) AS src_port, arg_min_null(workstation, pos) AS workstation,
-               arg_min_null(process_image, pos) AS logon_process_image,
-               any_value(boot_start_pos) AS boot_start_pos, any_value(boot_end_pos) AS boot_end_pos
+               arg_min_null(process_image, pos) AS logon_process_image
         FROM _logon GROUP BY host, boot, lid""")
     # Linked UAC pairs: the id logged first carries the row; the other is absorbed into it.
     cur.execute("""CREATE OR REPLACE TEMP TABLE _pair AS
