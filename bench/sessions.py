@@ -488,6 +488,8 @@ def report(results: dict[str, Any]) -> None:
         print(f"{name:<48} {value:>14} {target:>12}  {verdict}")
 
     case = results["case"]
+    print(f"\nengine {results['engine']}; load average at start {results['load_average_at_start'][0]:.1f}, "
+          f"at end {results['load_average_at_end'][0]:.1f} ({os.cpu_count()} CPUs)")
     if results.get("engine_changed_during_run"):
         print("\nWARNING: engine/ changed on disk during this run: figures may mix two versions of it")
     print(f"\n{case['events']:,} events, {case['logon_events']:,} logon events "
@@ -553,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"engine": engine_state()}
+    results: dict[str, Any] = {"engine": engine_state(), "load_average_at_start": os.getloadavg()}
     if not case_path.exists():
         build_case(case_path, args.events, args.min_logons)
     info = describe(case_path)
@@ -576,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_incremental:
         emit("incremental", incremental(case_path, work, info, args.inc_sessions, args.inc_runs, build_s), results)
     results["engine_changed_during_run"] = engine_state() != results["engine"]
+    results["load_average_at_end"] = os.getloadavg()  # other work on the machine makes figures noisy
     report(results)
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "out" / "sessions.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
