@@ -991,6 +991,46 @@ def test_l_shows_the_spray_verdict_first_and_enter_shows_its_failures(case_path:
     drive(case_path, scenario)
 
 
+@covers("logons.search", "logons.next_match", "logons.previous_match", "logons.export", "logons.help")
+def test_the_failed_logons_are_searched_exported_and_explained_by_their_keys(case_path: Path, tmp_path: Path) -> None:
+    import json
+
+    from tui.screens.base import KeyList
+    from tui.screens.logons import LogonsScreen
+
+    out = tmp_path / "failed.jsonl"
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await press(pilot, *keys_of("timeline.failed_logons"))
+        scr = app.screen
+        assert isinstance(scr, LogonsScreen)
+        listing = scr.query_one(KeyList)
+        await press(pilot, *keys_of("logons.search"))
+        await pilot.press(*"carol")
+        await press(pilot, "enter")
+        hits = [i for i, text in enumerate(scr.texts) if "carol" in text]
+        assert len(hits) >= 2 and listing.highlighted == hits[0]
+        await press(pilot, *keys_of("logons.next_match"))
+        assert listing.highlighted == hits[1]
+        await press(pilot, *keys_of("logons.previous_match"))
+        assert listing.highlighted == hits[0]
+        await press(pilot, *keys_of("logons.help"))
+        assert "Failed logons" in str(app.screen.query_one("#help-text").render())
+        await press(pilot, "q")
+        assert app.screen is scr
+        await press(pilot, *keys_of("logons.export"))
+        app.screen.query_one("#export-path").value = str(out)
+        await press(pilot, "enter")
+        for _ in range(100):
+            if out.exists() and out.stat().st_size:
+                break
+            await pilot.pause(0.05)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["kind"] for r in rows] == [r["kind"] for r in scr.rows]
+
+    drive(case_path, scenario)
+
+
 def test_every_binding_of_the_default_keymap_is_pressed_by_a_test() -> None:
     wanted = {f"{screen}.{action}" for screen, actions in ACTIONS.items() for action in actions}
     wanted |= {f"preset.{name}" for name in KEYMAP.presets}

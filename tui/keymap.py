@@ -100,6 +100,11 @@ ACTIONS: dict[str, dict[str, str]] = {
         "first": "first row",
         "last": "last row",
         "open": "the events behind it in the timeline",
+        "search": "search the rows' text (accounts, sources, hosts, reasons)",
+        "next_match": "next search match",
+        "previous_match": "previous search match",
+        "export": "export the verdicts and groups (jsonl)",
+        "help": "this help",
         "back": "back",
     },
     "detail": {

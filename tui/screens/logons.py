@@ -74,6 +74,8 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
         super().__init__()
         self.session = session
         self.rows: list[dict[str, Any]] = []
+        self.texts: list[str] = []  # each row as shown, for / n N
+        self.search_text = ""
         self.is_loading = True
 
     def compose(self) -> ComposeResult:
@@ -114,6 +116,7 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
         options = self.query_one(KeyList)
         options.clear_options()
         width = max(30, self.app.size.width - 2)
+        self.texts = []
         for row in rows:
             line = Text(no_wrap=True, end="")
             if row["kind"] == "verdict":
@@ -128,6 +131,7 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
                 line.append(head, style="bold")
                 text = f"{row['account']} from {row['source'] or '-'} on {' '.join(row['hosts'][:3])}: {why}"
                 line.append(fit(escape(text), width - len(head)))
+            self.texts.append(line.plain.lower())
             options.add_option(Option(line))
         if rows:
             options.highlighted = 0
@@ -143,3 +147,70 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.query_one("#logons-title", Static).update(Text(f" {text}", style="bold red" if error else "bold"))
+
+    # -- search: a substring of the rows as shown (accounts, sources, hosts, reasons) ------------------
+    def action_search(self) -> None:
+        from .prompt import PromptScreen
+
+        self.app.push_screen(PromptScreen("search failed logons  (text in the rows; n / N next / previous)",
+                                          initial=self.search_text, placeholder="alice"), self._search_entered)
+
+    def _search_entered(self, text: str | None) -> None:
+        if text:
+            self.search_text = text.lower()
+            self._find(1, start=-1)
+
+    def _find(self, step: int, start: int | None = None) -> None:
+        if not self.search_text:
+            self._say("no search: / starts one")
+            return
+        here = self.query_one(KeyList).highlighted or 0 if start is None else start
+        order = range(here + step, len(self.texts)) if step > 0 else range(here - 1, -1, -1)
+        for index in order:
+            if self.search_text in self.texts[index]:
+                self.query_one(KeyList).highlighted = index
+                return
+        self._say(f"no more rows with {escape(self.search_text)}")
+
+    def action_next_match(self) -> None:
+        self._find(1)
+
+    def action_previous_match(self) -> None:
+        self._find(-1)
+
+    # -- export and help -------------------------------------------------------------------------------
+    def action_export(self) -> None:
+        from .prompt import ExportScreen
+
+        self.app.push_screen(ExportScreen(view_rows=len(self.rows), marked_rows=0,
+                                          default_path="ashiato-failed-logons.jsonl"), self._export_chosen)
+
+    def _export_chosen(self, choice: tuple[str, str, bool] | None) -> None:
+        if choice is None:
+            return
+        path, fmt, _marked = choice
+        if fmt != "jsonl":
+            self._say("failed logons export as .jsonl (verdicts and groups have lists inside)", error=True)
+            return
+        self._export_worker(path, list(self.rows))
+
+    @work(thread=True, group="logons-export", exit_on_error=False)
+    def _export_worker(self, path: str, rows: list[dict[str, Any]]) -> None:
+        import orjson
+
+        try:
+            with open(path, "wb") as out:
+                for row in rows:
+                    out.write(orjson.dumps(row, default=str) + b"\n")
+        except OSError as exc:
+            self.app.call_from_thread(self._say, f"export failed: {exc}", error=True)
+            return
+        self.app.call_from_thread(self._say, f"{len(rows):,} rows written to {path}")
+
+    def action_help(self) -> None:
+        from .help import HelpScreen
+
+        self.app.push_screen(HelpScreen(self.app.keymap))  # type: ignore[attr-defined]
