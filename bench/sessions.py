@@ -577,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     emit("tui", tui_child(case_path, args.runs), results)
     if not args.skip_incremental:
         emit("incremental", incremental(case_path, work, info, args.inc_sessions, args.inc_runs, build_s), results)
-    results["engine_changed_during_run"] = engine_state() != results["engine"]
+    # The digest, not the commit: commits of other directories during the run do not matter.
+    results["engine_changed_during_run"] = engine_state().split()[-1] != results["engine"].split()[-1]
     results["load_average_at_end"] = os.getloadavg()  # other work on the machine makes figures noisy
     report(results)
     (ROOT / "bench" / "out").mkdir(parents=True, exist_ok=True)
