@@ -498,17 +498,9 @@ def total(cur: Cursor) -> int:
 
 def resolve(cur: Cursor, text: str) -> Any:
     """A filter over sessions → a `views.View` of their `ord`s (display order)."""
-    import numpy as np
+    from .views import ordinal_view
 
-    from .views import View
-
-    compiled = compile_session_filter(text)
-    count = total(cur)
-    if compiled.empty:
-        return View(compiled, count, None)
-    positions = cur.execute(f"SELECT ord FROM sessions e WHERE {compiled.sql} ORDER BY ord",
-                            compiled.params).fetchnumpy()["ord"]
-    return View(compiled, count, np.asarray(positions, dtype=np.int64))
+    return ordinal_view(cur, compile_session_filter(text), "sessions", "ord", total(cur))
 
 
 def window(cur: Cursor, view: Any, start: int, n: int) -> list[dict[str, Any]]:

@@ -65,11 +65,16 @@ def total_events(cur: Cursor) -> int:
 def resolve(cur: Cursor, text_or_compiled: str | Compiled, names: list[str] | None = None) -> View:
     compiled = (text_or_compiled if isinstance(text_or_compiled, Compiled)
                 else compile_filter(text_or_compiled, names if names is not None else field_names(cur)))
-    total = total_events(cur)
+    return ordinal_view(cur, compiled, "events", "pos", total_events(cur))
+
+
+def ordinal_view(cur: Cursor, compiled: Compiled, table: str, ordinal: str, total: int) -> View:
+    """The view of a filter over a table stored in `ordinal` order (events by pos, sessions by ord):
+    the sorted ordinals of its matching rows. `table` and `ordinal` are the engine's own names."""
     if compiled.empty:
         return View(compiled, total, None)
-    positions = cur.execute(f"SELECT pos FROM events e WHERE {compiled.sql} ORDER BY pos",
-                            compiled.params).fetchnumpy()["pos"]
+    positions = cur.execute(f"SELECT {ordinal} FROM {table} e WHERE {compiled.sql} ORDER BY {ordinal}",
+                            compiled.params).fetchnumpy()[ordinal]
     return View(compiled, total, np.asarray(positions, dtype=np.int64))
 
 
