@@ -17,11 +17,11 @@ from typing import Any
 
 import duckdb
 
-from . import boots, sessions
+from . import boots, lineage, sessions
 
 Cursor = duckdb.DuckDBPyConnection
 VERSION_KEY = "derived_version"
-VERSION = f"boots1-sessions{sessions.VERSION}"
+VERSION = f"boots1-sessions{sessions.VERSION}-lineage{lineage.VERSION}"
 # Files already reflected in the derived tables.
 SOURCES_DDL = "CREATE TABLE IF NOT EXISTS derived_sources (source_id INTEGER)"
 
@@ -35,7 +35,7 @@ def stale(cur: Cursor) -> bool:
     """True when the derived tables need building or updating (a read-only case cannot do it)."""
     if not _has_table(cur, "meta") or not _has_table(cur, "events"):
         return False
-    if not (_has_table(cur, "sessions") and _has_table(cur, "boots") and _has_table(cur, "derived_sources")):
+    if not all(_has_table(cur, t) for t in ("sessions", "boots", "processes", "derived_sources")):
         return True
     rows = cur.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchall()
     if not rows or rows[0][0] != VERSION:
@@ -61,12 +61,15 @@ def refresh(case: object, *, full: bool = False) -> float:
         removed = con.execute("SELECT count(*) FROM derived_sources WHERE source_id NOT IN "
                               "(SELECT source_id FROM sources)").fetchall()[0][0]
         rebuild = (full or not version or version[0][0] != VERSION or removed
-                   or not _has_table(con, "sessions") or not _has_table(con, "boots"))
+                   or not all(_has_table(con, t) for t in ("sessions", "boots", "processes")))
         if rebuild:
             con.execute("DROP TABLE IF EXISTS sessions")
             con.execute("DROP TABLE IF EXISTS session_events")
+            con.execute("DROP TABLE IF EXISTS processes")
+            con.execute("DROP TABLE IF EXISTS process_events")
             boots.store(con, boots.compute(con))
             sessions.build(con)
+            lineage.build(con)
         else:
             _update(con)
         con.execute("DELETE FROM derived_sources")
@@ -128,5 +131,8 @@ def _update(con: Cursor) -> None:
     con.execute("DELETE FROM session_events WHERE host IN (SELECT host FROM _changed)")
     # The linked partners of new 4624s come in through their own TargetLinkedLogonId.
     sessions.build(con, scoped=True)
+    # Lineage: the hosts the new events are on, and those whose epochs changed, are built again.
+    touched = {str(r[0]) for r in con.execute("SELECT DISTINCT host FROM _new WHERE host IS NOT NULL").fetchall()}
+    lineage.build(con, hosts=sorted(touched | changed))
     for name in ("_new", "_changed", "_scope"):
         con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -51,7 +51,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 TIME_KEYS = ("after", "before")
 # Image paths: a bare file name (no backslash) matches the path's last part, as shown in the timeline.
-PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "object_name", "logon_process_image"})
+PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "object_name", "logon_process_image",
+                          "image"})
 # User columns and the domain column beside each: DOMAIN\user matches both, as shown in the timeline.
 USER_DOMAIN = {"target_user": "target_domain", "subject_user": "subject_domain", "member_name": None,
                "user": "domain"}
@@ -84,6 +85,20 @@ class Table:
 EVENTS = Table("events", COLUMN_TYPES, ALIASES, TEXT_COLUMNS, "e.ts >= ?", "e.ts < ?", documents=True)
 # `session:HOST/BOOT/0xID`: the events of one logon session (engine.sessions).
 SESSION_KEY = "session"
+# `process:KEY` / `tree:KEY`: the events of one process, or of it and everything it started
+# (engine.lineage; KEY a ProcessGuid or HOST/BOOT/0xPID/NODE). `process:NAME` stays the image.
+PROCESS_KEY = "process"
+TREE_KEY = "tree"
+
+
+def _is_process_key(value: str) -> bool:
+    from .lineage import parse_key
+
+    try:
+        parse_key(value)
+    except ValueError:
+        return False
+    return True
 
 
 class FilterError(ValueError):
@@ -247,7 +262,7 @@ class Compiler:
             self._by_lower.setdefault(name.lower(), []).append(name)
 
     def known_names(self) -> list[str]:
-        extra = {SESSION_KEY} if self.table.documents else set()
+        extra = {SESSION_KEY, PROCESS_KEY, TREE_KEY} if self.table.documents else set()
         return sorted(set(self.table.types) | set(self.table.aliases) | set(TIME_KEYS) | set(self.field_names)
                       | extra)
 
@@ -274,6 +289,11 @@ class Compiler:
             return self._compare(t, [self.table.time_column])
         if name == SESSION_KEY and self.table.documents:
             return self._session(t)
+        if name == TREE_KEY and self.table.documents:
+            return self._process(t, name)
+        if name == PROCESS_KEY and self.table.documents and all(_is_process_key(v) for v in t.values):
+            # `process:` is also the image (process:whoami.exe); a GUID or a node key names one process.
+            return self._process(t, name)
         if name in self.table.aliases:
             return self._compare(t, list(self.table.aliases[name]))
         if name in self.table.types:
@@ -316,6 +336,20 @@ class Compiler:
             params += session_params(key)
         return " OR ".join(ors), params
 
+    def _process(self, t: Term, name: str) -> tuple[str, list[Any]]:
+        from .lineage import term_sql
+
+        ors: list[str] = []
+        params: list[Any] = []
+        for value in t.values:
+            try:
+                sql, p = term_sql(value, subtree=name == TREE_KEY)
+            except ValueError as exc:
+                raise FilterError(f"{name}: {exc}", t.position, t.text) from None
+            ors.append(sql)
+            params += p
+        return " OR ".join(ors), params
+
     def _compare(self, t: Term, columns: list[str]) -> tuple[str, list[Any]]:
         ors: list[str] = []
         params: list[Any] = []
@@ -341,6 +375,11 @@ class Compiler:
             except ValueError:
                 raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text) from None
         if typ == "VARCHAR[]":
+            if "*" in value:
+                return f"len(list_filter({ref}, lambda x: x ILIKE ? ESCAPE '\\')) > 0", [_like(value.strip())]
+            if col == "marks":
+                # Marks are reasons written out ("opened lsass.exe (0x1410)"): any word of them.
+                return f"len(list_filter({ref}, lambda x: contains(lower(x), lower(?)))) > 0", [value.strip()]
             # A list of names (flags, privileges): one of them starts with the value, as typed.
             return f"len(list_filter({ref}, lambda x: starts_with(lower(x), lower(?)))) > 0", [value.strip()]
         if typ in _NUMERIC:

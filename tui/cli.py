@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons")
+SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons", "tree")
 # Commands whose positional filter may start with an exclusion (`-eid:4624`).
-FILTER_COMMANDS = ("query", "export", "sessions")
+FILTER_COMMANDS = ("query", "export", "sessions", "tree")
 DEFAULT_CASE = "ashiato-case.duckdb"
 QUERY_COLUMNS = ["ts", "host", "channel", "event_id", "record_id", "summary", "user", "process", "eid"]
 
@@ -87,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", help="a thresholds TOML file over the defaults and the user's")
     _out_format(p)
 
+    p = sub.add_parser("tree", help="process trees (Sysmon 1 and 4688, one node per process), each link "
+                                    "with how it was made")
+    p.add_argument("case")
+    p.add_argument("filter", nargs="?", default="",
+                   help="the filter language over processes: image:mimikatz.exe user:alice cmd:*-enc* mark:lolbin "
+                        "edge:unresolved after:… (the matches are drawn under their ancestors)")
+    p.add_argument("--host", help="the forest of one host")
+    p.add_argument("--process", help="one process (ProcessGuid or HOST/BOOT/0xPID/NODE): its ancestors, "
+                                     "then everything it started")
+    p.add_argument("--format", choices=("text", "jsonl", "csv", "table"), default="text",
+                   help="text draws the tree; jsonl / csv have one process a line (jsonl: the output contract)")
+    p.add_argument("--ascii", action="store_true", help="draw with ASCII only (also when NO_COLOR is set)")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.add_argument("--force", action="store_true", help="replace the --output file if it exists")
+    p.add_argument("--limit", type=int, default=None, help="processes to print (default all)")
+
     p = sub.add_parser("demo", help="build the bundled demo case (a generated incident) and open it")
     p.add_argument("--case", default="ashiato-demo.duckdb")
     p.add_argument("--seed", type=int, default=7)
@@ -131,8 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Options of query/export, and those that take the next word as their value.
 _OPTIONS = {"-h", "--help", "--limit", "--offset", "--columns", "--format", "-o", "--output", "--marked",
-            "--by", "--force", "--failed", "--thresholds"}
-_TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output", "--by", "--thresholds"}
+            "--by", "--force", "--failed", "--thresholds", "--host", "--process", "--ascii"}
+_TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output", "--by", "--thresholds",
+                "--host", "--process"}
 
 
 def _split_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -470,6 +487,94 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print(f"{len(rows):,} rows written to {out_path}", file=sys.stderr)
     if more:
         print(f"the first {limit} sessions; more match (--limit 0 prints all)", file=sys.stderr)
+    return 0
+
+
+TREE_COLUMNS = ["key", "host", "boot", "start", "end", "end_reason", "pid", "image", "user", "logon_id", "edge",
+                "parent_key", "parent_pid", "parent_image", "sources", "marks", "subtree_marks", "children",
+                "events", "network", "files", "registry", "lsass_access", "command_line"]
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+
+    import duckdb
+
+    from engine import lineage
+    from engine.filters import FilterError
+    from tui import tree_text
+
+    out_path = _writer(args)
+    cur = _open_read_only(args.case)
+    focus: int | None = None
+    try:
+        if args.process:
+            focus = lineage.find(cur, args.process)
+            if focus is None:
+                raise _UserError(f"no process {args.process!r} in {args.case} (a ProcessGuid, or HOST/BOOT/0xPID/NODE "
+                                 "as `ashiato tree --format jsonl` prints in `key`)")
+            up = lineage.ancestors(cur, focus)[:-1]
+            rows = [{**r, "depth": i} for i, r in enumerate(up)]
+            rows += [{**r, "depth": r["depth"] + len(up)} for r in lineage.descendants(cur, focus)]
+        else:
+            compiled = lineage.compile_process_filter(args.filter)
+            where, params = compiled.sql, list(compiled.params)
+            if args.host:
+                where += " AND (lower(e.host) = lower(?) OR starts_with(lower(e.host), lower(?) || '.'))"
+                params += [args.host, args.host]
+            if args.format == "text":
+                rows = lineage.forest(cur, where, params)
+            else:
+                rows = _dicts(cur.execute(f"SELECT * FROM processes e WHERE {where} ORDER BY host, start, node",
+                                          params))
+            if not rows and args.host and not cur.execute(
+                    "SELECT count(*) FROM processes WHERE lower(host) = lower(?) OR starts_with(lower(host), "
+                    "lower(?) || '.')", [args.host, args.host]).fetchall()[0][0]:
+                known = ", ".join(h for h, _ in lineage.hosts(cur)) or "none"
+                raise _UserError(f"no processes on host {args.host!r} (hosts with processes: {known})")
+    except FilterError as exc:
+        raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
+    except duckdb.CatalogException as exc:
+        raise _UserError(f"{args.case} has no process table yet: open it once read-write "
+                         f"(`ashiato {args.case}` or `ashiato ingest`) to build it ({exc})") from exc
+    if args.limit:
+        rows = rows[: args.limit]
+    buffer = io.StringIO() if out_path else None
+    with contextlib.redirect_stdout(buffer) if buffer is not None else contextlib.nullcontext():
+        if args.format == "text":
+            out = sys.stdout
+            width = (shutil.get_terminal_size((200, 24)).columns if out.isatty()
+                     else int(os.environ.get("COLUMNS", "200")))
+            ascii_only = args.ascii or "NO_COLOR" in os.environ
+            for text in tree_text.draw(rows, width, ascii_only=ascii_only, focus=focus):
+                out.write(text + "\n")
+            print(f"{len(rows)} process(es); links by ProcessGuid unless noted", file=sys.stderr)
+        else:
+            keys = lineage.parent_keys(cur, rows)
+            shaped = [lineage.contract(r, keys.get(r["parent"]) if r.get("parent") is not None else None)
+                      for r in rows]
+            columns = list(shaped[0]) if shaped and args.format == "jsonl" else TREE_COLUMNS
+            if args.format == "table":
+                from tui.widgets.columns import PROCESS_COLUMNS, short_host
+
+                def cell(row: dict[str, Any], column: str, _selected: bool) -> str:
+                    if column == "start":
+                        return tree_text.when(row["start"])
+                    if column == "name":
+                        return _cell(tree_text.image_name(row["image"]))
+                    if column == "host":
+                        return _cell(short_host(row["host"]))
+                    if column == "marks":
+                        return _cell("; ".join(row["marks"] or []))
+                    return _cell(row.get(column))
+
+                _print_layout(shaped, PROCESS_COLUMNS, cell)
+            else:
+                _emit(shaped, columns, args.format)
+    if buffer is not None and out_path is not None:
+        out_path.write_text(buffer.getvalue(), encoding="utf-8")
+        print(f"{len(rows):,} processes written to {out_path}", file=sys.stderr)
     return 0
 
 

@@ -88,9 +88,16 @@ _SPECS: dict[str, ColumnSpec] = {
     "hosts": ColumnSpec("hosts", "hosts", 20, 8, 50),
     "event_ids": ColumnSpec("event_ids", "ids", 9, 4, 45),
     "why": ColumnSpec("why", "why", 40, 16, 88, flex=True),
+    # The processes of `ashiato tree --format table`.
+    "pid": ColumnSpec("pid", "pid", 6, 5, 85),
+    "name": ColumnSpec("name", "image", 16, 8, 97),
+    "edge": ColumnSpec("edge", "link", 10, 4, 72),
+    "marks": ColumnSpec("marks", "marks", 28, 8, 90, flex=True),
 }
 SESSION_COLUMNS = ["start", "host", "account", "type", "source", "priv", "flags", "lasted", "logon_id",
                    "auth_package", "events", "end_reason"]
+
+PROCESS_COLUMNS = ["start", "host", "name", "pid", "user", "marks", "edge", "command_line"]
 
 KNOWN_COLUMNS = sorted(set(DERIVED) | set(EVENT_COLUMN_NAMES))
 # Shown in hex, as Windows writes them (0xc000006a, 0x1410, 0x3e7); stored as integers.

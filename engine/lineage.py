@@ -1,0 +1,714 @@
+"""Process lineage: one node per real process, each linked to its parent with how the link was made.
+
+Nodes (domain.md §3): a Sysmon 1 is a node keyed by (host, ProcessGuid); a 4688 by (host, boot
+epoch, PID, start). A 4688 and a Sysmon 1 of the same process (same host and PID, the same image
+ignoring case, starts within `MERGE_SECONDS`) are one node carrying both sources. A node's id
+(`node`) is the eid of the event that made it (the Sysmon 1 of a merged pair).
+
+Edges, child → parent, each with its provenance in `edge`:
+  guid      Sysmon's ParentProcessGuid names a process of the case (certain);
+  merged    the same, for a node seen by Sysmon 1 and 4688 alike;
+  pid+time  the latest process of the host and boot with the parent's PID that started before the
+            child and had not exited by then (4689 / Sysmon 5) — only when no GUID says otherwise;
+  unresolved the parent is not in the log (an orphan root; the PID and image the child recorded).
+A parent always started before its child (ties broken by the earlier event), so the graph has no
+cycle whatever the data says: a GUID that names a later process is left unresolved and noted.
+
+Every other event that names a process is linked to its node in `process_events` (Sysmon events by
+ProcessGuid, Sysmon 8/10 also as target; Security events by host, boot, PID and time), and counted
+per kind on the node. Marks (`engine/process_marks.toml`, extendable per user) say why a process
+deserves a look; `subtree_marks` tells a collapsed node that something below it is marked.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import boots
+
+Cursor = duckdb.DuckDBPyConnection
+VERSION = "1"
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+MERGE_SECONDS = 2.0
+DEFAULT_MARKS = Path(__file__).with_name("process_marks.toml")
+EDGES = ("guid", "merged", "pid+time", "unresolved")
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS processes (
+  node BIGINT,
+  host VARCHAR,
+  boot INTEGER,
+  process_guid VARCHAR,
+  pid BIGINT,
+  image VARCHAR,
+  command_line VARCHAR,
+  "user" VARCHAR,
+  logon_id UBIGINT,
+  start TIMESTAMP,
+  "end" TIMESTAMP,
+  end_reason VARCHAR,
+  parent BIGINT,
+  parent_guid VARCHAR,
+  parent_pid BIGINT,
+  parent_image VARCHAR,
+  parent_command_line VARCHAR,
+  parent_start TIMESTAMP,
+  edge VARCHAR,
+  edge_note VARCHAR,
+  sources VARCHAR[],
+  sysmon_eid BIGINT,
+  security_eid BIGINT,
+  children INTEGER,
+  marks VARCHAR[],
+  subtree_marks INTEGER,
+  events INTEGER,
+  network INTEGER,
+  files INTEGER,
+  registry INTEGER,
+  image_loads INTEGER,
+  dns INTEGER,
+  pipes INTEGER,
+  process_access INTEGER,
+  lsass_access INTEGER,
+  lsass_masks VARCHAR[],
+  accessed_by INTEGER
+)""",
+    # The events of each process: `self` (what made the node), `actor`, `target` (Sysmon 8/10 opened
+    # or injected into it), `exit`.
+    "CREATE TABLE IF NOT EXISTS process_events (eid BIGINT, node BIGINT, role VARCHAR)",
+]
+
+# Events Sysmon links by ProcessGuid, by kind (the node's counts).
+_KINDS = {
+    "network": f"(x.channel = '{SYSMON}' AND x.event_id = 3) OR (x.channel = 'Security' AND x.event_id BETWEEN 5154 AND 5158)",
+    "files": f"x.channel = '{SYSMON}' AND x.event_id IN (2, 11, 15, 23, 26, 27, 28, 29)",
+    "registry": f"x.channel = '{SYSMON}' AND x.event_id IN (12, 13, 14)",
+    "image_loads": f"x.channel = '{SYSMON}' AND x.event_id IN (6, 7)",
+    "dns": f"x.channel = '{SYSMON}' AND x.event_id = 22",
+    "pipes": f"x.channel = '{SYSMON}' AND x.event_id IN (17, 18)",
+    "process_access": f"x.channel = '{SYSMON}' AND x.event_id IN (8, 10)",
+}
+_LSASS = (f"((x.channel = '{SYSMON}' AND x.event_id IN (8, 10) AND ends_with(lower(x.target_image), '\\lsass.exe')) "
+          "OR (x.channel = 'Security' AND x.event_id IN (4656, 4663) "
+          "AND ends_with(lower(x.object_name), '\\lsass.exe')))")
+
+
+def create(cur: Cursor) -> None:
+    for stmt in DDL:
+        cur.execute(stmt)
+
+
+# -- marks -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Marks:
+    rules: tuple[tuple[str, str | None, str], ...]  # (image glob, args regex, reason)
+    parents: dict[str, tuple[str, ...]]  # group -> image globs
+    children: tuple[str, ...]
+
+
+class MarksError(ValueError):
+    pass
+
+
+def user_marks_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("ashiato")) / "process_marks.toml"
+
+
+def load_marks(*paths: Path | None) -> Marks:
+    """The project's marks, then each existing file in turn (the user's config dir when none given):
+    their [[mark]] entries are added, `disable` drops marks by reason, [parents] groups are extended."""
+    chosen = [p for p in (paths or (DEFAULT_MARKS, user_marks_path())) if p is not None]
+    if DEFAULT_MARKS not in chosen:
+        chosen.insert(0, DEFAULT_MARKS)
+    rules: list[tuple[str, str | None, str]] = []
+    parents: dict[str, list[str]] = {}
+    children: list[str] = []
+    for path in chosen:
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise MarksError(f"{path}: {exc}") from None
+        unknown = set(data) - {"mark", "parents", "disable"}
+        if unknown:
+            raise MarksError(f"{path}: unknown key {sorted(unknown)[0]!r} (known: mark, parents, disable)")
+        for n, mark in enumerate(data.get("mark", []), 1):
+            bad = set(mark) - {"image", "args", "reason"}
+            if bad or "image" not in mark or "reason" not in mark:
+                raise MarksError(f"{path}: mark #{n} needs image and reason (and optionally args)"
+                                 + (f"; unknown key {sorted(bad)[0]!r}" if bad else ""))
+            args = mark.get("args")
+            if args is not None:
+                try:
+                    re.compile(args)
+                except re.error as exc:
+                    raise MarksError(f"{path}: mark #{n} ({mark['reason']}): bad args pattern: {exc}") from None
+            rules.append((str(mark["image"]).lower(), args, str(mark["reason"])))
+        disabled = set(data.get("disable", []))
+        rules = [r for r in rules if r[2] not in disabled]
+        for group, images in data.get("parents", {}).items():
+            if group == "children":
+                children += [str(i).lower() for i in images]
+            else:
+                parents.setdefault(group, []).extend(str(i).lower() for i in images)
+    return Marks(tuple(rules), {g: tuple(v) for g, v in parents.items()}, tuple(children))
+
+
+def _like(glob: str) -> str:
+    return glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
+
+
+# -- building --------------------------------------------------------------------------------------
+def _hosts_clause(col: str, scoped: bool) -> str:
+    return f"AND {col} IN (SELECT host FROM _lineage_hosts)" if scoped else ""
+
+
+def build(cur: Cursor, *, hosts: list[str] | None = None, marks: Marks | None = None) -> None:
+    """(Re)build `processes` and `process_events`: all of them, or those of `hosts` only. Needs
+    `boots`. The caller holds the transaction."""
+    create(cur)
+    scoped = hosts is not None
+    if scoped:
+        cur.execute("CREATE OR REPLACE TEMP TABLE _lineage_hosts AS SELECT unnest(?::VARCHAR[]) AS host",
+                    [sorted(set(hosts or []))])
+        cur.execute("DELETE FROM process_events WHERE node IN (SELECT node FROM processes "
+                    "WHERE host IN (SELECT host FROM _lineage_hosts))")
+        cur.execute("DELETE FROM processes WHERE host IN (SELECT host FROM _lineage_hosts)")
+    h = _hosts_clause("e.host", scoped)
+    # The process creations, in their epochs. Sysmon's UtcTime is when the process started.
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _pc AS SELECT * FROM {boots.boot_of_sql(f'''(
+        SELECT e.eid, e.pos, e.host, coalesce(e.utc_time, e.ts) AS start, e.channel = '{SYSMON}' AS sysmon,
+               e.process_guid, e.process_pid AS pid, e.process_image AS image, lower(e.process_image) AS limage,
+               e.command_line, e.parent_guid, e.parent_pid, e.parent_image, e.parent_command_line,
+               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_user ELSE coalesce(e.target_user, e.subject_user) END AS u,
+               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_domain
+                    WHEN e.target_user IS NOT NULL THEN e.target_domain ELSE e.subject_domain END AS d,
+               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_logon_id
+                    ELSE coalesce(nullif(e.target_logon_id, 0), e.subject_logon_id) END AS logon_id
+        FROM events e
+        WHERE ((e.channel = '{SYSMON}' AND e.event_id = 1) OR (e.channel = 'Security' AND e.event_id = 4688))
+          AND e.process_pid IS NOT NULL {h})''')}""")
+    # One process logged by both: the nearest pair within the window, each side used once. The
+    # 2-second buckets turn the window into an equality join (PIDs repeat all through a long log).
+    w = MERGE_SECONDS
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _merge AS
+        WITH s AS (SELECT eid, host, pid, limage, start, CAST(floor(epoch(start) / {w}) AS BIGINT) AS b
+                   FROM _pc WHERE sysmon),
+             t AS (SELECT eid, host, pid, limage, start, CAST(floor(epoch(start) / {w}) AS BIGINT) + k AS b
+                   FROM _pc, (SELECT unnest([-1, 0, 1]) AS k) WHERE NOT sysmon),
+             pairs AS (SELECT s.eid AS s_eid, t.eid AS t_eid, abs(epoch(s.start) - epoch(t.start)) AS gap
+                       FROM s JOIN t USING (host, pid, limage, b) WHERE abs(epoch(s.start) - epoch(t.start)) <= {w}),
+             ranked AS (SELECT *, row_number() OVER (PARTITION BY t_eid ORDER BY gap, s_eid) AS rt,
+                               row_number() OVER (PARTITION BY s_eid ORDER BY gap, t_eid) AS rs FROM pairs)
+        SELECT s_eid, t_eid FROM ranked WHERE rt = 1 AND rs = 1""")
+    # The nodes: each Sysmon process once (a GUID logged twice keeps its first record), with the
+    # 4688 merged into it; then every 4688 left over.
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _nodes AS
+        WITH s AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY host, coalesce(process_guid, eid::VARCHAR)
+                                                                 ORDER BY start, eid) AS rn FROM _pc WHERE sysmon)
+                   WHERE rn = 1)
+        SELECT s.eid AS node, s.host, s.boot, s.pos, s.process_guid, s.pid, s.image, s.limage,
+               coalesce(s.command_line, t.command_line) AS command_line,
+               coalesce(s.u, t.u) AS u, coalesce(s.d, t.d) AS d, coalesce(s.logon_id, t.logon_id) AS logon_id,
+               s.start, s.parent_guid, coalesce(s.parent_pid, t.parent_pid) AS parent_pid,
+               coalesce(s.parent_image, t.parent_image) AS parent_image, s.parent_command_line,
+               CASE WHEN t.eid IS NULL THEN ['sysmon1'] ELSE ['sysmon1', '4688'] END AS sources,
+               s.eid AS sysmon_eid, t.eid AS security_eid
+        FROM s LEFT JOIN _merge m ON m.s_eid = s.eid LEFT JOIN _pc t ON t.eid = m.t_eid
+        UNION ALL
+        SELECT t.eid, t.host, t.boot, t.pos, NULL, t.pid, t.image, t.limage, t.command_line, t.u, t.d, t.logon_id,
+               t.start, NULL, t.parent_pid, t.parent_image, NULL, ['4688'], NULL, t.eid
+        FROM _pc t WHERE NOT t.sysmon AND t.eid NOT IN (SELECT t_eid FROM _merge)""")
+    # Exits: Sysmon 5 by GUID; 4689 to the latest start of its PID on the host and boot before it.
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _exit AS
+        SELECT n.node, min(x.start) AS exit_at, arg_min(x.eid, x.start) AS eid FROM (
+            SELECT e.eid, e.host, coalesce(e.utc_time, e.ts) AS start, e.process_guid
+            FROM events e WHERE e.channel = '{SYSMON}' AND e.event_id = 5 AND e.process_guid IS NOT NULL {h}) x
+        JOIN _nodes n ON n.host = x.host AND n.process_guid = x.process_guid AND x.start >= n.start
+        GROUP BY n.node
+        UNION ALL
+        SELECT n.node, min(x.ts), arg_min(x.eid, x.ts) FROM {boots.boot_of_sql(f'''(
+            SELECT e.eid, e.host, e.pos, e.ts, e.process_pid AS pid, lower(e.process_image) AS limage FROM events e
+            WHERE e.channel = 'Security' AND e.event_id = 4689 AND e.process_pid IS NOT NULL {h})''')} x
+        ASOF JOIN _nodes n ON n.host = x.host AND n.boot = x.boot AND n.pid = x.pid AND x.ts >= n.start
+        WHERE x.limage IS NULL OR n.limage IS NULL OR x.limage = n.limage
+        GROUP BY n.node""")
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _ended AS
+        SELECT n.*, x.exit_at AS exited, x.eid AS exit_eid
+        FROM _nodes n LEFT JOIN (SELECT node, min(exit_at) AS exit_at, arg_min(eid, exit_at) AS eid FROM _exit GROUP BY node) x
+             USING (node)""")
+    _link_parents(cur)
+    _link_events(cur, h)
+    _store(cur, scoped, marks or load_marks())
+    for name in ("_pc", "_merge", "_nodes", "_exit", "_ended", "_parent", "_pe", "_lineage_hosts"):
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _link_parents(cur: Cursor) -> None:
+    # By GUID: the parent must have started before the child (the earlier event on a tie), which
+    # also keeps bad data from making a cycle.
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _parent AS
+        SELECT c.node, p.node AS parent, CASE WHEN len(c.sources) = 2 THEN 'merged' ELSE 'guid' END AS edge,
+               CAST(NULL AS VARCHAR) AS note
+        FROM _ended c JOIN _ended p ON p.host = c.host AND p.process_guid = c.parent_guid
+        WHERE (p.start, p.node) < (c.start, c.node)""")
+    cur.execute("""INSERT INTO _parent
+        SELECT c.node, NULL, 'unresolved', 'the parent GUID names a process that started after this one (bad data)'
+        FROM _ended c JOIN _ended p ON p.host = c.host AND p.process_guid = c.parent_guid
+        WHERE (p.start, p.node) >= (c.start, c.node) AND c.node NOT IN (SELECT node FROM _parent)""")
+    # By PID and time, for the rest: the latest process with the parent's PID on the host and boot
+    # that started before the child. A child whose GUID names a parent that is not in the log can
+    # only have a parent that Sysmon did not see (a 4688 alone).
+    cur.execute("""INSERT INTO _parent
+        SELECT c.node,
+               CASE WHEN ok THEN p_node END,
+               CASE WHEN ok THEN 'pid+time' ELSE 'unresolved' END,
+               CASE WHEN p_node IS NULL THEN NULL
+                    WHEN p_exited < c_start THEN 'PID ' || printf('0x%x', c_parent_pid) || ' (' || p_image
+                         || ') had exited at ' || strftime(p_exited, '%Y-%m-%d %H:%M:%S') || ', before this process started'
+                    WHEN NOT image_ok THEN 'PID ' || printf('0x%x', c_parent_pid) || ' was ' || p_image
+                         || ', not the parent image this process names'
+                    WHEN NOT guid_ok THEN 'PID ' || printf('0x%x', c_parent_pid) || ' was another Sysmon process'
+               END
+        FROM (SELECT c.node, c.start AS c_start, c.parent_pid AS c_parent_pid, p.node AS p_node, p.image AS p_image,
+                     p.exited AS p_exited,
+                     (c.parent_image IS NULL OR p.limage IS NULL OR lower(c.parent_image) = p.limage) AS image_ok,
+                     (c.parent_guid IS NULL OR p.process_guid IS NULL) AS guid_ok,
+                     p.node IS NOT NULL AND coalesce(p.exited >= c.start, TRUE)
+                         AND (c.parent_image IS NULL OR p.limage IS NULL OR lower(c.parent_image) = p.limage)
+                         AND (c.parent_guid IS NULL OR p.process_guid IS NULL) AS ok
+              FROM (SELECT * FROM _ended WHERE node NOT IN (SELECT node FROM _parent)) c
+              ASOF LEFT JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.pid = c.parent_pid
+                                      AND c.start > p.start) c""")
+
+
+def _link_events(cur: Cursor, h: str) -> None:
+    # Sysmon events by ProcessGuid (unique across boots), and 8/10 by the target's too.
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _pe AS
+        SELECT e.eid, n.node, CASE WHEN e.event_id = 5 THEN 'exit' ELSE 'actor' END AS role
+        FROM events e JOIN _ended n ON n.host = e.host AND n.process_guid = e.process_guid
+        WHERE e.channel = '{SYSMON}' AND e.event_id <> 1 AND e.process_guid IS NOT NULL {h}
+        UNION ALL
+        SELECT e.eid, n.node, 'target'
+        FROM events e JOIN _ended n ON n.host = e.host AND n.process_guid = e.target_guid
+        WHERE e.channel = '{SYSMON}' AND e.event_id IN (8, 10) AND e.target_guid IS NOT NULL {h}
+        UNION ALL SELECT sysmon_eid, node, 'self' FROM _ended WHERE sysmon_eid IS NOT NULL
+        UNION ALL SELECT security_eid, node, 'self' FROM _ended WHERE security_eid IS NOT NULL""")
+    # Security events by host, boot, PID and time: the latest start of that PID before the event,
+    # if it had not exited by then. 4688's ProcessId is the creator; its own process is the node.
+    from .ingest.normalise import data_field_sql
+
+    wfp_pid = data_field_sql("'$.\"ProcessID\"'")
+    cur.execute(f"""INSERT INTO _pe
+        SELECT x.eid, n.node, CASE WHEN x.event_id = 4689 THEN 'exit' ELSE 'actor' END
+        FROM {boots.boot_of_sql(f'''(
+            SELECT e.eid, e.host, e.pos, e.ts, e.event_id, e.process_pid AS pid FROM events e
+            WHERE e.channel = 'Security' AND e.event_id <> 4688 AND e.process_pid IS NOT NULL
+              AND e.process_pid NOT IN (0, 4) {h}
+            UNION ALL
+            SELECT e.eid, e.host, e.pos, e.ts, e.event_id, TRY_CAST({wfp_pid} AS BIGINT) FROM events e
+            JOIN event_data d USING (eid)
+            WHERE e.channel = 'Security' AND e.event_id BETWEEN 5154 AND 5158 AND e.process_pid IS NULL {h})''')} x
+        ASOF JOIN _ended n ON n.host = x.host AND n.boot = x.boot AND n.pid = x.pid AND x.ts >= n.start
+        WHERE coalesce(n.exited >= x.ts, TRUE)""")
+    # A 4688 is also its creator's act (the creator's ProcessId): not counted, the tree shows it.
+
+
+def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
+    kinds = ",\n".join(f"count(*) FILTER (WHERE pe.role = 'actor' AND ({cond})) AS {name}"
+                       for name, cond in _KINDS.items())
+    # Marks by image name (and command line), and by parent: a data table the SQL joins.
+    cur.execute("CREATE OR REPLACE TEMP TABLE _mark_rules (pattern VARCHAR, args VARCHAR, reason VARCHAR)")
+    if marks.rules:
+        cur.executemany("INSERT INTO _mark_rules VALUES (?, ?, ?)",
+                        [[_like(g), a, r] for g, a, r in marks.rules])
+    cur.execute("CREATE OR REPLACE TEMP TABLE _mark_parents (grp VARCHAR, pattern VARCHAR)")
+    rows = [[g, _like(p)] for g, pats in marks.parents.items() for p in pats]
+    if rows:
+        cur.executemany("INSERT INTO _mark_parents VALUES (?, ?)", rows)
+    cur.execute("CREATE OR REPLACE TEMP TABLE _mark_children AS SELECT unnest(?::VARCHAR[]) AS name",
+                [list(marks.children)])
+    cur.execute(f"""INSERT INTO processes
+        WITH counts AS (
+            SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
+                   count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
+                   list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
+                       WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL) AS lsass_masks,
+                   count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
+            FROM _pe pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node),
+        named AS (
+            SELECT n.node, regexp_extract(n.limage, '[^\\\\/]*$') AS name, lower(coalesce(n.command_line, '')) AS cmd,
+                   regexp_extract(lower(coalesce(n.parent_image, '')), '[^\\\\/]*$') AS parent_name
+            FROM _ended n),
+        by_rule AS (
+            SELECT nm.node, r.reason FROM named nm JOIN _mark_rules r ON nm.name LIKE r.pattern ESCAPE '\\'
+            WHERE r.args IS NULL OR regexp_matches(nm.cmd, r.args, 'i')),
+        by_parent AS (
+            SELECT nm.node, 'started by ' || replace(min(p.grp), '_', ' ') || ' ' || nm.parent_name
+                   || ', which usually starts no ' || nm.name AS reason
+            FROM named nm JOIN _mark_parents p ON nm.parent_name LIKE p.pattern ESCAPE '\\'
+            WHERE nm.name IN (SELECT name FROM _mark_children) GROUP BY nm.node, nm.parent_name, nm.name),
+        reasons AS (
+            SELECT node, list(DISTINCT reason ORDER BY reason) AS marks FROM (
+                SELECT * FROM by_rule UNION ALL SELECT * FROM by_parent) GROUP BY node),
+        kids AS (SELECT parent AS node, count(*) AS children FROM _parent WHERE parent IS NOT NULL GROUP BY parent)
+        SELECT n.node, n.host, n.boot, n.process_guid, n.pid, n.image, n.command_line,
+               CASE WHEN n.d IS NOT NULL AND n.u IS NOT NULL THEN n.d || '\\' || n.u ELSE n.u END,
+               n.logon_id, n.start,
+               coalesce(n.exited, CASE WHEN b.end_reason IN ('shutdown', 'reboot') THEN b.end_ts END),
+               CASE WHEN n.exited IS NOT NULL THEN 'exit' ELSE coalesce(b.end_reason, 'open') END,
+               pr.parent, coalesce(n.parent_guid, p.process_guid), n.parent_pid,
+               coalesce(n.parent_image, p.image), coalesce(n.parent_command_line, p.command_line), p.start,
+               coalesce(pr.edge, 'unresolved'),
+               coalesce(pr.note, CASE WHEN coalesce(pr.edge, 'unresolved') = 'unresolved'
+                                      THEN 'the parent is not in the log' END),
+               n.sources, n.sysmon_eid, n.security_eid, coalesce(k.children, 0),
+               list_concat(coalesce(r.marks, []),
+                           CASE WHEN coalesce(c.lsass_access, 0) > 0
+                                THEN ['opened lsass.exe (' || array_to_string(coalesce(c.lsass_masks, []), ' ') || ')']
+                                ELSE [] END),
+               0,
+               coalesce(c.events, 0), coalesce(c.network, 0), coalesce(c.files, 0), coalesce(c.registry, 0),
+               coalesce(c.image_loads, 0), coalesce(c.dns, 0), coalesce(c.pipes, 0), coalesce(c.process_access, 0),
+               coalesce(c.lsass_access, 0), coalesce(c.lsass_masks, []), coalesce(c.accessed_by, 0)
+        FROM _ended n
+        LEFT JOIN _parent pr USING (node) LEFT JOIN _ended p ON p.node = pr.parent
+        LEFT JOIN boots b ON b.host = n.host AND b.boot = n.boot
+        LEFT JOIN counts c ON c.node = n.node LEFT JOIN reasons r ON r.node = n.node
+        LEFT JOIN kids k ON k.node = n.node
+        ORDER BY n.host, n.start, n.node""")
+    cur.execute("INSERT INTO process_events SELECT eid, node, role FROM _pe")
+    # How many marked processes each one has below it: walk up from the marked ones (few).
+    h = "AND host IN (SELECT host FROM _lineage_hosts)" if scoped else ""
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _below AS
+        WITH RECURSIVE up(marked, anc, depth) AS (
+            SELECT node, parent, 1 FROM processes WHERE len(marks) > 0 AND parent IS NOT NULL {h}
+            UNION ALL
+            SELECT up.marked, p.parent, up.depth + 1 FROM up JOIN processes p ON p.node = up.anc
+            WHERE p.parent IS NOT NULL AND up.depth < 10000)
+        SELECT anc AS node, count(DISTINCT marked) AS n FROM up GROUP BY anc""")
+    cur.execute("UPDATE processes SET subtree_marks = b.n FROM _below b WHERE b.node = processes.node")
+    for name in ("_below", "_mark_rules", "_mark_parents", "_mark_children"):
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+_GUID = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
+
+
+def key_of(row: dict[str, Any]) -> str:
+    """How a process is named on the command line and in `process:` terms: its GUID, or for a
+    process only 4688 saw HOST/BOOT/0xPID/NODE (the PID alone is reused)."""
+    if row.get("process_guid"):
+        return str(row["process_guid"])
+    return f"{row['host']}/{row['boot']}/0x{int(row['pid']):x}/{row['node']}"
+
+
+def find(cur: Cursor, key: str) -> int | None:
+    """The node a key names (a GUID in any spelling, or HOST/BOOT/0xPID/NODE), or None."""
+    key = key.strip()
+    if _GUID.match(key):
+        rows = cur.execute("SELECT node FROM processes WHERE process_guid = ? ORDER BY start LIMIT 1",
+                           [key.strip("{}").lower()]).fetchall()
+        return int(rows[0][0]) if rows else None
+    parts = key.rsplit("/", 3)
+    if len(parts) == 4:
+        try:
+            node = int(parts[3])
+        except ValueError:
+            return None
+        rows = cur.execute("SELECT node FROM processes WHERE node = ? AND lower(host) = lower(?)",
+                           [node, parts[0]]).fetchall()
+        return int(rows[0][0]) if rows else None
+    return None
+
+
+def parse_key(key: str) -> None:
+    """Raise ValueError when `key` cannot name a process (used by the filter language)."""
+    key = key.strip()
+    if _GUID.match(key):
+        return
+    parts = key.rsplit("/", 3)
+    if len(parts) == 4 and parts[0] and parts[3].isdigit():
+        return
+    raise ValueError(f"{key!r} is not a process (a ProcessGuid, or HOST/BOOT/0xPID/NODE)")
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    names = [d[0] for d in result.description or []]
+    return [dict(zip(names, r, strict=True)) for r in result.fetchall()]
+
+
+def get(cur: Cursor, node: int) -> dict[str, Any] | None:
+    rows = _rows(cur.execute("SELECT * FROM processes WHERE node = ?", [node]))
+    return rows[0] if rows else None
+
+
+def children(cur: Cursor, node: int, offset: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    """A node's children, oldest first, a chunk at a time."""
+    return _rows(cur.execute("SELECT * FROM processes WHERE parent = ? ORDER BY start, node LIMIT ? OFFSET ?",
+                             [node, limit, offset]))
+
+
+def roots(cur: Cursor, host: str, offset: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    """The host's processes with no parent in the log, oldest first."""
+    return _rows(cur.execute("SELECT * FROM processes WHERE host = ? AND parent IS NULL "
+                             "ORDER BY start, node LIMIT ? OFFSET ?", [host, limit, offset]))
+
+
+def count_roots(cur: Cursor, host: str) -> int:
+    return int(cur.execute("SELECT count(*) FROM processes WHERE host = ? AND parent IS NULL",
+                           [host]).fetchall()[0][0])
+
+
+def ancestors(cur: Cursor, node: int) -> list[dict[str, Any]]:
+    """The node's ancestors, root first, ending with the node itself."""
+    rows = _rows(cur.execute("""
+        WITH RECURSIVE up(node, depth) AS (
+            SELECT ?::BIGINT, 0
+            UNION ALL SELECT p.parent, up.depth + 1 FROM up JOIN processes p ON p.node = up.node
+            WHERE p.parent IS NOT NULL AND up.depth < 10000)
+        SELECT p.*, up.depth AS _up FROM up JOIN processes p USING (node) ORDER BY up.depth DESC""", [node]))
+    for r in rows:
+        r.pop("_up", None)
+    return rows
+
+
+def descendants(cur: Cursor, node: int, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The node and everything below it, in tree order (each after its parent, siblings oldest
+    first), each with `depth` (the node's is 0)."""
+    rows = _rows(cur.execute("""
+        WITH RECURSIVE down(node, depth) AS (
+            SELECT ?::BIGINT, 0
+            UNION ALL SELECT p.node, down.depth + 1 FROM down JOIN processes p ON p.parent = down.node
+            WHERE down.depth < 10000)
+        SELECT p.*, down.depth FROM down JOIN processes p USING (node)""", [node]))
+    return _tree_order(rows, [node], limit)
+
+
+def _tree_order(rows: list[dict[str, Any]], tops: list[int], limit: int | None) -> list[dict[str, Any]]:
+    by_node = {r["node"]: r for r in rows}
+    kids: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["parent"] is not None and r["parent"] in by_node and r["node"] not in tops:
+            kids.setdefault(r["parent"], []).append(r)
+    for v in kids.values():
+        v.sort(key=lambda r: (r["start"] is None, r["start"], r["node"]))
+    out: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    stack = [(by_node[t], 0) for t in reversed(tops) if t in by_node]
+    while stack:
+        row, depth = stack.pop()
+        if row["node"] in seen:  # never loops, whatever the rows say
+            continue
+        seen.add(row["node"])
+        out.append({**row, "depth": depth})
+        if limit is not None and len(out) >= limit:
+            break
+        stack.extend((k, depth + 1) for k in reversed(kids.get(row["node"], [])))
+    return out
+
+
+def forest(cur: Cursor, where: str = "TRUE", params: list[Any] | None = None, *,
+           limit: int | None = None) -> list[dict[str, Any]]:
+    """Processes matching `where` (SQL over `processes e`) with their ancestors, in tree order per
+    host (hosts by name), each with `depth` and `matched`."""
+    rows = _rows(cur.execute(f"""
+        WITH RECURSIVE hit AS (SELECT node FROM processes e WHERE {where}),
+        up(node, depth) AS (
+            SELECT node, 0 FROM hit
+            UNION SELECT p.parent, up.depth + 1 FROM up JOIN processes p ON p.node = up.node
+            WHERE p.parent IS NOT NULL AND up.depth < 10000)
+        SELECT p.*, p.node IN (SELECT node FROM hit) AS matched
+        FROM processes p WHERE p.node IN (SELECT node FROM up)""", params or []))
+    present = {r["node"] for r in rows}
+    tops = sorted((r for r in rows if r["parent"] is None or r["parent"] not in present),
+                  key=lambda r: (r["host"] or "", r["start"] is None, r["start"], r["node"]))
+    return _tree_order(rows, [r["node"] for r in tops], limit)
+
+
+def node_of_event(cur: Cursor, eid: int) -> int | None:
+    """The process an event names: the one it created (4688, Sysmon 1), else the one that acted
+    (or exited), else the one it opened (Sysmon 8/10)."""
+    rows = cur.execute("""SELECT node FROM process_events WHERE eid = ?
+                          ORDER BY CASE role WHEN 'self' THEN 0 WHEN 'actor' THEN 1 WHEN 'exit' THEN 1 ELSE 2 END
+                          LIMIT 1""", [eid]).fetchall()
+    return int(rows[0][0]) if rows else None
+
+
+def ancestry_line(cur: Cursor, node: int, *, command_width: int = 40) -> str:
+    """`services.exe → cmd.exe → powershell.exe -enc … → rundll32.exe`: each image's file name, and
+    a command line's arguments where they say more than the name (cut to `command_width`)."""
+    parts: list[str] = []
+    for row in ancestors(cur, node):
+        parts.append(_short(row, command_width))
+    return " → ".join(parts)
+
+
+def _short(row: dict[str, Any], width: int) -> str:
+    image = str(row.get("image") or "?")
+    name = re.split(r"[\\/]", image)[-1]
+    cmd = str(row.get("command_line") or "")
+    args = cmd
+    # The arguments after the program itself, quoted or not.
+    m = re.match(r'^\s*("[^"]*"|\S+)\s*(.*)$', cmd, re.S)
+    if m:
+        args = m.group(2)
+    args = " ".join(args.split())
+    if not args:
+        return name
+    if len(args) > width:
+        args = args[: width - 1] + "…"
+    return f"{name} {args}"
+
+
+def details(cur: Cursor, node: int) -> dict[str, Any] | None:
+    """A node with what its source events say beyond the table: Sysmon's hashes, integrity,
+    current directory and original file name; 4688's token elevation and mandatory label."""
+    row = get(cur, node)
+    if row is None:
+        return None
+    from .ingest.normalise import data_field_sql
+
+    fields = {"IntegrityLevel": "integrity", "Hashes": "hashes", "CurrentDirectory": "current_directory",
+              "OriginalFileName": "original_file_name", "TerminalSessionId": "terminal_session",
+              "TokenElevationType": "token_elevation", "MandatoryLabel": "mandatory_label"}
+    for eid in (row["sysmon_eid"], row["security_eid"]):
+        if eid is None:
+            continue
+        for name, key in fields.items():
+            if row.get(key) is not None:
+                continue
+            got = cur.execute(f"SELECT {data_field_sql('?')} FROM event_data d WHERE d.eid = ?",
+                              [f'$."{name}"', eid]).fetchall()
+            if got and got[0][0] not in (None, "", "-"):
+                row[key] = got[0][0]
+    for key in fields.values():
+        row.setdefault(key, None)
+    row["elevation"] = _ELEVATION.get(str(row.get("token_elevation") or "").strip(), row.get("token_elevation"))
+    row["label"] = _LABELS.get(str(row.get("mandatory_label") or "").strip().upper(), row.get("mandatory_label"))
+    row["key"] = key_of(row)
+    return row
+
+
+_ELEVATION = {"%%1936": "full token (UAC off or built-in administrator)", "%%1937": "elevated",
+              "%%1938": "limited"}
+_LABELS = {"S-1-16-0": "untrusted", "S-1-16-4096": "low", "S-1-16-8192": "medium", "S-1-16-8448": "medium plus",
+           "S-1-16-12288": "high", "S-1-16-16384": "system", "S-1-16-20480": "protected process"}
+
+
+def hosts(cur: Cursor) -> list[tuple[str, int]]:
+    return [(str(h), int(n)) for h, n in cur.execute(
+        "SELECT host, count(*) FROM processes GROUP BY host ORDER BY host").fetchall()]
+
+
+def total(cur: Cursor) -> int:
+    return int(cur.execute("SELECT count(*) FROM processes").fetchall()[0][0])
+
+
+# -- the filter language over processes -------------------------------------------------------------
+def _process_types() -> dict[str, str]:
+    types: dict[str, str] = {}
+    for line in DDL[0].splitlines()[1:-1]:
+        m = re.match(r'\s*"?(\w+)"?\s+([A-Z]+(?:\[\])?)', line)
+        if m:
+            types[m.group(1)] = m.group(2)
+    return types
+
+
+PROCESS_TYPES = _process_types()
+
+
+def _processes_table() -> Any:
+    from .filters import Table
+
+    return Table(
+        "processes", PROCESS_TYPES,
+        {"guid": ("process_guid",), "cmd": ("command_line",), "commandline": ("command_line",),
+         "parent": ("parent_image",), "computer": ("host",), "account": ("user",), "mark": ("marks",),
+         "source": ("sources",), "process": ("image",), "process_image": ("image",),
+         "parent_process": ("parent_image",)},
+        [c for c, t in PROCESS_TYPES.items() if t == "VARCHAR"],
+        # On the process's lifetime: still running at or after the time, started before it.
+        'coalesce(e."end", e.start) >= ?', "e.start < ?", time_column="start")
+
+
+def compile_process_filter(text: str) -> Any:
+    from .filters import compile_filter
+
+    return compile_filter(text, None, _processes_table())
+
+
+def query(cur: Cursor, text: str = "", *, host: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Processes matching a filter, by host then start."""
+    compiled = compile_process_filter(text)
+    sql = f"SELECT * FROM processes e WHERE {compiled.sql}"
+    params = list(compiled.params)
+    if host:
+        sql += " AND lower(e.host) = lower(?)"
+        params.append(host)
+    sql += " ORDER BY host, start, node"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return _rows(cur.execute(sql, params))
+
+
+def node_sql(key: str) -> tuple[str, list[Any]]:
+    """A scalar subquery for the node a key names (NULL when none), and its parameters."""
+    parse_key(key)
+    key = key.strip()
+    if _GUID.match(key):
+        return ("(SELECT arg_min(node, start) FROM processes WHERE process_guid = ?)", [key.strip("{}").lower()])
+    host, _, _, node = key.rsplit("/", 3)
+    return "(SELECT node FROM processes WHERE node = ? AND lower(host) = lower(?))", [int(node), host]
+
+
+def term_sql(key: str, *, subtree: bool = False) -> tuple[str, list[Any]]:
+    """SQL over `events e` for the events of one process (`process:KEY`), or of it and every
+    process below it (`tree:KEY`)."""
+    node, params = node_sql(key)
+    if not subtree:
+        return f"e.eid IN (SELECT pe.eid FROM process_events pe WHERE pe.node = {node})", params
+    return (f"""e.eid IN (SELECT pe.eid FROM process_events pe WHERE pe.node IN (
+        WITH RECURSIVE down(node, depth) AS (SELECT {node}, 0
+            UNION ALL SELECT p.node, down.depth + 1 FROM down JOIN processes p ON p.parent = down.node
+            WHERE down.depth < 10000)
+        SELECT node FROM down))""", params)
+
+
+def contract(row: dict[str, Any], parent_key: str | None) -> dict[str, Any]:
+    """A node as `--format jsonl` writes it (the output contract)."""
+    return {
+        "key": key_of(row), "host": row["host"], "boot": row["boot"], "process_guid": row["process_guid"],
+        "pid": row["pid"], "image": row["image"], "command_line": row["command_line"], "user": row["user"],
+        "logon_id": row["logon_id"], "start": row["start"], "end": row["end"], "end_reason": row["end_reason"],
+        "parent_key": parent_key, "parent_guid": row["parent_guid"], "parent_pid": row["parent_pid"],
+        "parent_image": row["parent_image"], "parent_start": row["parent_start"], "edge": row["edge"],
+        "edge_note": row["edge_note"], "sources": row["sources"], "marks": row["marks"],
+        "subtree_marks": row["subtree_marks"], "children": row["children"], "depth": row.get("depth"),
+        "events": row["events"], "network": row["network"], "files": row["files"], "registry": row["registry"],
+        "image_loads": row["image_loads"], "dns": row["dns"], "pipes": row["pipes"],
+        "process_access": row["process_access"], "lsass_access": row["lsass_access"],
+        "accessed_by": row["accessed_by"],
+    }
+
+
+def parent_keys(cur: Cursor, rows: list[dict[str, Any]]) -> dict[int, str]:
+    """The key of each row's parent (one query for all of them)."""
+    wanted = sorted({int(r["parent"]) for r in rows if r.get("parent") is not None})
+    if not wanted:
+        return {}
+    got = _rows(cur.execute("SELECT node, host, boot, pid, process_guid FROM processes "
+                            "WHERE list_contains(?::BIGINT[], node)", [wanted]))
+    return {int(r["node"]): key_of(r) for r in got}
