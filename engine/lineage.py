@@ -460,6 +460,42 @@ def children(cur: Cursor, node: int, offset: int = 0, limit: int = 200) -> list[
                              [node, limit, offset]))
 
 
+def children_of_many(cur: Cursor, nodes: list[int], limit: int = 200) -> dict[int, list[dict[str, Any]]]:
+    """The first `limit` children of each of `nodes` (one query: the tree opening at a process
+    shows each ancestor's other children too)."""
+    if not nodes:
+        return {}
+    rows = _rows(cur.execute("""SELECT * FROM processes WHERE list_contains(?::BIGINT[], parent)
+                                QUALIFY row_number() OVER (PARTITION BY parent ORDER BY start, node) <= ?""",
+                             [nodes, limit]))
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (r["start"] is None, r["start"], r["node"])):
+        out.setdefault(int(r["parent"]), []).append(r)
+    # A node on the way down may sit past its parent's first chunk: it is shown all the same.
+    wanted = set(nodes)
+    for r in _rows(cur.execute("SELECT * FROM processes WHERE list_contains(?::BIGINT[], node)", [nodes])):
+        parent = r["parent"]
+        if parent in wanted and all(c["node"] != r["node"] for c in out.get(parent, [])):
+            out.setdefault(int(parent), []).append(r)
+    return out
+
+
+def first_of_session(cur: Cursor, host: str, boot: int, logon_ids: list[int]) -> int | None:
+    """The first process a logon session started (by its LogonIds, on its host and boot)."""
+    rows = cur.execute("""SELECT node FROM processes WHERE host = ? AND boot = ?
+                          AND list_contains(?::UBIGINT[], logon_id) ORDER BY start, node LIMIT 1""",
+                       [host, boot, logon_ids]).fetchall()
+    return int(rows[0][0]) if rows else None
+
+
+def search(cur: Cursor, host: str, text: str, *, limit: int = 10000) -> list[int]:
+    """Processes of `host` whose image or command line contains `text` (any case), oldest first."""
+    rows = cur.execute("""SELECT node FROM processes WHERE host = ?
+                          AND (contains(lower(image), lower(?)) OR contains(lower(command_line), lower(?)))
+                          ORDER BY start, node LIMIT ?""", [host, text, text, limit]).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def roots(cur: Cursor, host: str, offset: int = 0, limit: int = 200) -> list[dict[str, Any]]:
     """The host's processes with no parent in the log, oldest first."""
     return _rows(cur.execute("SELECT * FROM processes WHERE host = ? AND parent IS NULL "
@@ -589,8 +625,9 @@ def details(cur: Cursor, node: int) -> dict[str, Any] | None:
         for name, key in fields.items():
             if row.get(key) is not None:
                 continue
-            got = cur.execute(f"SELECT {data_field_sql('?')} FROM event_data d WHERE d.eid = ?",
-                              [f'$."{name}"', eid]).fetchall()
+            expr = data_field_sql("?")
+            got = cur.execute(f"SELECT {expr} FROM event_data d WHERE d.eid = ?",
+                              [f'$."{name}"'] * expr.count("?") + [eid]).fetchall()
             if got and got[0][0] not in (None, "", "-"):
                 row[key] = got[0][0]
     for key in fields.values():

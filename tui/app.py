@@ -96,6 +96,43 @@ class AshiatoApp(App[None]):
         if self.session is not None:
             self.push_screen(LogonsScreen(self.session))
 
+    def show_sessions_at(self, key: Any) -> None:
+        """The sessions view narrowed to one session (from a process)."""
+        from .screens.sessions import SessionsScreen
+
+        if self.session is not None:
+            self.push_screen(SessionsScreen(self.session, self.keymap,
+                                            filters=[f"host:{key.host} boot:{key.boot} logon_id:0x{key.logon_id:x}"]))
+
+    def show_tree(self, node: int) -> None:
+        """The process tree opened at one process (a node of engine.lineage)."""
+        from .screens.tree import ProcessTreeScreen
+
+        if self.session is not None:
+            self.push_screen(ProcessTreeScreen(self.session, node))
+
+    def show_tree_of_event(self, eid: int) -> None:
+        """The tree at the process an event names, found off the UI thread."""
+        from engine import lineage
+
+        session = self.session
+        if session is None:
+            return
+
+        def find() -> None:
+            try:
+                with session.cursor() as cur:
+                    node = lineage.node_of_event(cur, eid)
+            except Exception as exc:
+                self.call_from_thread(self.notify, f"process lookup failed: {exc}", severity="error", markup=False)
+                return
+            if node is None:
+                self.call_from_thread(self.notify, "this event names no process of the tree", markup=False)
+            else:
+                self.call_from_thread(self.show_tree, node)
+
+        self.run_worker(find, thread=True, group="tree-of-event", exit_on_error=False)
+
     def show_events(self, text: str, title: str) -> None:
         """The timeline narrowed to `text` (a session, the events behind a verdict), one step back with q."""
         while len(self.screen_stack) > 1 and self.screen is not self.timeline_screen:

@@ -404,6 +404,28 @@ class SessionsScreen(Screen[None]):
     def action_failed_logons(self) -> None:
         self.app.show_failed_logons()  # type: ignore[attr-defined]
 
+    def action_tree(self) -> None:
+        row = self.table.current_row()
+        if row is None:
+            self.message("no session under the cursor yet", error=True)
+            return
+        self._tree_of(str(row["host"]), int(row["boot"]), [int(row["logon_id"]), row.get("linked_logon_id")])
+
+    @work(thread=True, group="sessions-tree", exclusive=True, exit_on_error=False)
+    def _tree_of(self, host: str, boot: int, ids: list[Any]) -> None:
+        from engine import lineage
+
+        try:
+            with self.session.busy("session processes") as (cur, _job):
+                node = lineage.first_of_session(cur, host, boot, [int(i) for i in ids if i])
+        except Exception as exc:
+            self.app.call_from_thread(self.message, f"process tree failed: {exc}", error=True)
+            return
+        if node is None:
+            self.app.call_from_thread(self.message, "this session started no process the logs show", error=True)
+        else:
+            self.app.call_from_thread(self.app.show_tree, node)  # type: ignore[attr-defined]
+
     def action_back(self) -> None:
         self.session.cancel(self._job)
         self.app.pop_screen()

@@ -875,6 +875,11 @@ class TimelineScreen(Screen[None]):
     def action_failed_logons(self) -> None:
         self.ashiato.show_failed_logons()
 
+    def action_tree(self) -> None:
+        row = self.timeline.current_row()
+        if row is not None:
+            self.ashiato.show_tree_of_event(int(row["eid"]))
+
     def action_command_palette(self) -> None:
         self.ashiato.ensure_catalog()
         self.app.action_command_palette()
