@@ -1031,6 +1031,178 @@ def test_the_failed_logons_are_searched_exported_and_explained_by_their_keys(cas
     drive(case_path, scenario)
 
 
+async def _tree_at_rundll32(app: AshiatoApp, pilot: Any) -> Any:
+    """The timeline narrowed to the rundll32 that dumped lsass (Sysmon 1), then T."""
+    from tui.screens.tree import ProcessTreeScreen
+
+    screen_of(app).apply_filter_text("image:rundll32.exe eid:1", "rundll32")
+    await settle(pilot)
+    await press(pilot, *keys_of("timeline.tree"))
+    for _ in range(200):
+        if isinstance(app.screen, ProcessTreeScreen) and app.screen.ready and app.screen.tree.pending == 0:
+            break
+        await pilot.pause(0.02)
+    await settle(pilot)
+    assert isinstance(app.screen, ProcessTreeScreen)
+    return app.screen
+
+
+def _cursor_image(scr: Any) -> str:
+    row = scr.current()
+    return "" if row is None else str(row["image"]).rsplit("\\", 1)[-1].lower()
+
+
+@covers("timeline.tree", "tree.cursor_up", "tree.cursor_down", "tree.first", "tree.last", "tree.page_down",
+        "tree.page_up", "tree.expand", "tree.collapse", "tree.ancestry", "tree.back")
+def test_t_opens_the_tree_at_the_event_s_process_with_its_ancestors_above(case_path: Path) -> None:
+    from textual.widgets import Static
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = await _tree_at_rundll32(app, pilot)
+        assert _cursor_image(scr) == "rundll32.exe"
+        await press(pilot, *keys_of("tree.ancestry")[:1])
+        info = str(scr.query_one("#tree-info", Static).render())
+        assert "explorer.exe → cmd.exe → rundll32.exe" in info
+        for key in keys_of("tree.cursor_up"):
+            await press(pilot, key)
+            assert _cursor_image(scr) == "cmd.exe"
+            await press(pilot, keys_of("tree.cursor_down")[0])
+            assert _cursor_image(scr) == "rundll32.exe"
+        await press(pilot, keys_of("tree.first")[0])
+        assert scr.tree.cursor_line == 0
+        await press(pilot, keys_of("tree.last")[0])
+        assert scr.tree.cursor_line == scr.tree.last_line
+        await press(pilot, keys_of("tree.page_up")[0])
+        assert scr.tree.cursor_line == 0
+        await press(pilot, keys_of("tree.page_down")[0])
+        assert scr.tree.cursor_line == scr.tree.last_line
+        # Up to the first cmd.exe (collapsed, not loaded): expanding loads its children.
+        await press(pilot, keys_of("tree.first")[0])
+        lines = scr.tree.last_line
+        for key in keys_of("tree.expand"):
+            node = scr.tree.cursor_node
+            while not (node.allow_expand and not node.is_expanded):
+                await press(pilot, keys_of("tree.cursor_down")[0])
+                node = scr.tree.cursor_node
+            await press(pilot, key)
+            for _ in range(100):
+                if scr.tree.pending == 0:
+                    break
+                await pilot.pause(0.02)
+            await settle(pilot)
+            assert node.is_expanded and scr.tree.last_line > lines
+            await press(pilot, keys_of("tree.collapse")[0])
+            assert not node.is_expanded
+            lines = scr.tree.last_line
+        await press(pilot, keys_of("tree.cursor_down")[0])
+        child = scr.tree.cursor_node
+        await press(pilot, keys_of("tree.collapse")[-1])
+        assert scr.tree.cursor_node is child.parent or not child.is_expanded
+        for key in keys_of("tree.back"):
+            await press(pilot, key)
+            assert app.screen is screen_of(app)
+            await press(pilot, *keys_of("timeline.tree"))
+            for _ in range(100):
+                if getattr(app.screen, "ready", False):
+                    break
+                await pilot.pause(0.02)
+
+    drive(case_path, scenario)
+
+
+@covers("tree.open", "process.scroll_down", "process.scroll_up", "process.back", "process.help", "tree.help",
+        "process.events", "process.subtree_events", "tree.events", "tree.subtree_events")
+def test_enter_shows_the_process_and_plus_minus_narrow_the_timeline_to_it_or_its_subtree(case_path: Path) -> None:
+    from textual.widgets import Static
+
+    from tui.screens.help import HelpScreen
+    from tui.screens.process import ProcessScreen
+    from tui.screens.tree import ProcessTreeScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await _tree_at_rundll32(app, pilot)
+        await press(pilot, *keys_of("tree.help"))
+        assert isinstance(app.screen, HelpScreen)
+        await press(pilot, "escape")
+        await press(pilot, *keys_of("tree.open"))
+        for _ in range(100):
+            if isinstance(app.screen, ProcessScreen) and not app.screen.is_loading:
+                break
+            await pilot.pause(0.02)
+        scr = app.screen
+        assert isinstance(scr, ProcessScreen)
+        info = str(scr.query_one("#process-info", Static).render())
+        assert "comsvcs.dll" in info and "Sysmon 1 + Security 4688" in info and "opened lsass.exe" in info
+        for key in keys_of("process.scroll_down") + keys_of("process.scroll_up"):
+            await press(pilot, key)
+        await press(pilot, *keys_of("process.help"))
+        assert isinstance(app.screen, HelpScreen)
+        await press(pilot, "escape")
+        for key in keys_of("process.events"):
+            await press(pilot, key)
+            tl = screen_of(app)
+            assert app.screen is tl and tl.view.count == 5  # Sysmon 1, 4688, Sysmon 10, 4656, Sysmon 11
+            await _tree_at_rundll32(app, pilot)
+            await press(pilot, *keys_of("tree.open"))
+            await settle(pilot)
+        await press(pilot, *keys_of("process.subtree_events"))
+        assert app.screen is screen_of(app) and screen_of(app).view.count == 5  # rundll32 started nothing
+        for key in keys_of("process.back"):
+            await _tree_at_rundll32(app, pilot)
+            await press(pilot, *keys_of("tree.open"))
+            await settle(pilot)
+            await press(pilot, key)
+            assert isinstance(app.screen, ProcessTreeScreen)
+        await press(pilot, keys_of("tree.cursor_up")[0])  # the cmd.exe that started it
+        await press(pilot, *keys_of("tree.events"))
+        own = screen_of(app).view.count
+        await _tree_at_rundll32(app, pilot)
+        await press(pilot, keys_of("tree.cursor_up")[0])
+        await press(pilot, *keys_of("tree.subtree_events"))
+        assert screen_of(app).view.count > own
+
+    drive(case_path, scenario)
+
+
+@covers("tree.session", "process.session", "sessions.tree", "tree.search", "tree.next_match", "tree.previous_match")
+def test_s_goes_from_a_process_to_its_logon_session_and_back_to_its_tree(case_path: Path) -> None:
+    from tui.screens.prompt import PromptScreen
+    from tui.screens.sessions import SessionsScreen
+    from tui.screens.tree import ProcessTreeScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = await _tree_at_rundll32(app, pilot)
+        await press(pilot, *keys_of("tree.search"))
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"wevtutil")
+        await press(pilot, "enter")
+        await settle(pilot)
+        assert _cursor_image(scr) == "wevtutil.exe"
+        first = scr.tree.cursor_node
+        await press(pilot, *keys_of("tree.next_match"))
+        assert _cursor_image(scr) == "wevtutil.exe" and scr.tree.cursor_node is not first
+        await press(pilot, *keys_of("tree.previous_match"))
+        assert scr.tree.cursor_node is first
+        await press(pilot, *keys_of("tree.session"))
+        await settle(pilot)
+        assert isinstance(app.screen, SessionsScreen)
+        sessions_screen = app.screen
+        assert sessions_screen.view is not None and sessions_screen.view.count == 1
+        await press(pilot, *keys_of("sessions.tree"))
+        for _ in range(100):
+            if isinstance(app.screen, ProcessTreeScreen) and app.screen.ready:
+                break
+            await pilot.pause(0.02)
+        assert isinstance(app.screen, ProcessTreeScreen)
+        await press(pilot, *keys_of("tree.open"))
+        await settle(pilot)
+        await press(pilot, *keys_of("process.session"))
+        await settle(pilot)
+        assert isinstance(app.screen, SessionsScreen)
+
+    drive(case_path, scenario)
+
+
 def test_every_binding_of_the_default_keymap_is_pressed_by_a_test() -> None:
     wanted = {f"{screen}.{action}" for screen, actions in ACTIONS.items() for action in actions}
     wanted |= {f"preset.{name}" for name in KEYMAP.presets}

@@ -79,3 +79,31 @@ def test_the_sessions_view_shows_alices_rdp_session_with_its_flags(snap_compare:
 def test_the_failed_logons_view_puts_the_spray_verdict_first(snap_compare: Any, case_path: Path,
                                                              size: tuple[int, int]) -> None:
     assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("L"))
+
+
+def _tree_at(image: str, *after: str) -> Any:
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        pilot.app.timeline_screen.apply_filter_text(f"image:{image} eid:1", image)
+        await settle(pilot)
+        for key in ("T", *after):
+            await pilot.press(key)
+            for _ in range(200):
+                if getattr(pilot.app.screen, "ready", True) and not getattr(pilot.app.screen, "is_loading", False):
+                    break
+                await pilot.pause(0.02)
+            await settle(pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_process_tree_opens_at_the_lsass_dumping_rundll32(snap_compare: Any, case_path: Path,
+                                                              size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=_tree_at("rundll32.exe"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_process_view_shows_how_rundll32_was_started_and_what_it_did(snap_compare: Any, case_path: Path,
+                                                                         size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=_tree_at("rundll32.exe", "enter"))
