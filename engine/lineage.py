@@ -196,8 +196,9 @@ def build(cur: Cursor, *, hosts: list[str] | None = None, marks: Marks | None = 
                CASE WHEN e.channel = '{SYSMON}' THEN e.subject_logon_id
                     ELSE coalesce(nullif(e.target_logon_id, 0), e.subject_logon_id) END AS logon_id
         FROM events e
-        WHERE ((e.channel = '{SYSMON}' AND e.event_id = 1) OR (e.channel = 'Security' AND e.event_id = 4688))
-          AND e.process_pid IS NOT NULL {h})''')}""")
+        -- A Sysmon process is its GUID (NXLog exports may lack its ProcessId); a 4688 its PID.
+        WHERE ((e.channel = '{SYSMON}' AND e.event_id = 1 AND e.process_guid IS NOT NULL)
+               OR (e.channel = 'Security' AND e.event_id = 4688 AND e.process_pid IS NOT NULL)) {h})''')}""")
     # One process logged by both: the nearest pair within the window, each side used once. The
     # 2-second buckets turn the window into an equality join (PIDs repeat all through a long log).
     w = MERGE_SECONDS
@@ -289,7 +290,9 @@ def _link_parents(cur: Cursor) -> None:
                          AND (c.parent_guid IS NULL OR p.process_guid IS NULL) AS ok
               FROM (SELECT * FROM _ended WHERE node NOT IN (SELECT node FROM _parent)) c
               ASOF LEFT JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.pid = c.parent_pid
-                                      AND c.start > p.start) c""")
+                                      AND c.start >= p.start
+              -- Equal times are common (NXLog writes whole seconds): the earlier record is the parent.
+              WHERE p.node IS NULL OR (p.start, p.node) < (c.start, c.node)) c""")
 
 
 def _link_events(cur: Cursor, h: str) -> None:

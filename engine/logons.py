@@ -268,6 +268,97 @@ def verdicts(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str
     return out
 
 
-def failed(cur: Cursor, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
-    """The failed-logon view: verdicts first, then the groups."""
-    return verdicts(cur, thresholds) + groups(cur)
+def failed(cur: Cursor, thresholds: Thresholds | None = None, text: str = "") -> list[dict[str, Any]]:
+    """The failed-logon view: verdicts first, then the groups; with `text`, those it matches."""
+    rows = verdicts(cur, thresholds) + groups(cur)
+    return filter_rows(rows, text) if text.strip() else rows
+
+
+def group_eids(cur: Cursor, row: dict[str, Any]) -> list[int]:
+    """The events behind a row: a verdict names them; a group's are its account's failures from its source."""
+    if row.get("eids"):
+        return [int(e) for e in row["eids"]]
+    found = cur.execute(f"SELECT eid FROM {FAILURES} f WHERE f.account = ? AND f.source IS NOT DISTINCT FROM ? "
+                        "ORDER BY pos", [row["account"], row.get("source")]).fetchall()
+    return [int(r[0]) for r in found]
+
+
+# -- the filter language over the rows of the view -------------------------------------------------
+ROW_TYPES = {"kind": "VARCHAR", "verdict": "VARCHAR", "account": "VARCHAR", "accounts": "VARCHAR[]",
+             "source": "VARCHAR", "sources": "VARCHAR[]", "hosts": "VARCHAR[]", "count": "BIGINT",
+             "first": "TIMESTAMP", "last": "TIMESTAMP", "reason": "VARCHAR", "codes": "VARCHAR"}
+
+
+def _rows_table() -> Any:
+    from .filters import Table
+
+    return Table("failed logon rows", ROW_TYPES,
+                 {"user": ("account", "accounts"), "ip": ("source", "sources"), "src_ip": ("source", "sources"),
+                  "workstation": ("source", "sources"), "host": ("hosts",), "computer": ("hosts",),
+                  "status": ("codes",), "why": ("reason", "codes")},
+                 ["kind", "verdict", "account", "source", "reason", "codes"],
+                 "e.last >= ?", "e.first < ?", time_column="first")
+
+
+def compile_row_filter(text: str) -> Any:
+    from .filters import compile_filter
+
+    return compile_filter(text, None, _rows_table())
+
+
+def filter_rows(rows: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The rows (verdicts and groups) a filter matches: `user:alice host:DC01 verdict:spray count>10
+    after:…`, the same language as the timeline's over the rows' own columns. Worked out in an
+    in-memory DuckDB, never in the case."""
+    import pyarrow as pa
+
+    compiled = compile_row_filter(text)
+    if not rows:
+        return []
+    table = pa.table({
+        "i": list(range(len(rows))),
+        "kind": [r["kind"] for r in rows], "verdict": [r.get("verdict") for r in rows],
+        "account": [r.get("account") for r in rows],
+        "accounts": [list(r.get("accounts") or ([r["account"]] if r.get("account") else [])) for r in rows],
+        "source": [r.get("source") for r in rows],
+        "sources": [list(r.get("sources") or ([r["source"]] if r.get("source") else [])) for r in rows],
+        "hosts": [list(r.get("hosts") or ([r["host"]] if r.get("host") else [])) for r in rows],
+        "count": [int(r.get("count") or 0) for r in rows],
+        "first": pa.array([r.get("first") for r in rows], pa.timestamp("us")),
+        "last": pa.array([r.get("last") for r in rows], pa.timestamp("us")),
+        "reason": [r.get("reason") for r in rows],
+        "codes": [" ".join(f"{code_text(s['status'], s['substatus'])} {s['meaning']}" for s in r.get("statuses", []))
+                  or None for r in rows],
+    }, schema=pa.schema([("i", pa.int64()), ("kind", pa.string()), ("verdict", pa.string()),
+                         ("account", pa.string()), ("accounts", pa.list_(pa.string())), ("source", pa.string()),
+                         ("sources", pa.list_(pa.string())), ("hosts", pa.list_(pa.string())),
+                         ("count", pa.int64()), ("first", pa.timestamp("us")), ("last", pa.timestamp("us")),
+                         ("reason", pa.string()), ("codes", pa.string())]))
+    con = duckdb.connect()
+    try:
+        con.register("failed_rows", table)
+        keep = [int(r[0]) for r in con.execute(f"SELECT i FROM failed_rows e WHERE {compiled.sql} ORDER BY i",
+                                                list(compiled.params)).fetchall()]
+    finally:
+        con.close()
+    return [rows[i] for i in keep]
+
+
+def frequency(rows: list[dict[str, Any]], column: str) -> list[tuple[Any, int]]:
+    """How many failures each value of `column` (account, source, host, verdict) has among the rows'
+    groups (verdicts for `verdict`), most first."""
+    counts: dict[Any, int] = {}
+    for r in rows:
+        if column == "verdict":
+            if r["kind"] == "verdict":
+                counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+            continue
+        if r["kind"] != "group":
+            continue
+        values = r.get("hosts") or [None] if column == "host" else [r.get(column)]
+        for v in values:
+            counts[v] = counts.get(v, 0) + int(r["count"])
+    return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+
+
+ROW_FREQUENCY_COLUMNS = ("account", "source", "host", "verdict")

@@ -359,6 +359,15 @@ def toggle_mark(cur: Cursor, eid: int) -> bool:
     return True
 
 
+def set_marks(cur: Cursor, eids: list[int], marked: bool) -> None:
+    """Mark (or unmark) several events at once, keeping the tags of those already marked."""
+    if marked:
+        cur.execute("""INSERT INTO marks SELECT e, NULL, now()::TIMESTAMP FROM unnest(?::BIGINT[]) t(e)
+                       WHERE e NOT IN (SELECT eid FROM marks)""", [eids])
+    else:
+        cur.execute("DELETE FROM marks WHERE list_contains(?::BIGINT[], eid)", [eids])
+
+
 def set_tag(cur: Cursor, eid: int, tag: str) -> None:
     cur.execute("""INSERT INTO marks VALUES (?, ?, now()::TIMESTAMP)
                    ON CONFLICT (eid) DO UPDATE SET tag = excluded.tag""", [eid, tag])

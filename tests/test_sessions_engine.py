@@ -227,6 +227,34 @@ def test_a_thresholds_file_with_a_typo_names_the_file_the_line_and_the_key(tmp_p
         logons.load_thresholds(bad)
 
 
+def test_the_failed_logon_rows_take_the_filter_language_over_their_columns(cur: Any) -> None:
+    rows = logons.failed(cur)
+    spray = logons.filter_rows(rows, f"ip:{story.SPRAYER_IP} kind:verdict")
+    assert spray and all(r["kind"] == "verdict" and story.SPRAYER_IP in r["sources"] for r in spray)
+    assert {r["verdict"] for r in spray} >= {"password_spray"}
+    oscar = logons.filter_rows(rows, "user:oscar")
+    assert oscar and all("oscar" in ([r.get("account"), *list(r.get("accounts") or [])]) for r in oscar)
+    many = logons.filter_rows(rows, "kind:group count:>=4")
+    assert many == [r for r in rows if r["kind"] == "group" and r["count"] >= 4]
+    # Dates bound the row's span, and words search its text.
+    assert logons.filter_rows(rows, "before:2000-01-01") == []
+    assert logons.filter_rows(rows, "-kind:verdict") == [r for r in rows if r["kind"] == "group"]
+    with pytest.raises(FilterError, match='did you mean "hosts"'):
+        logons.filter_rows(rows, "hots:FS01")
+
+
+def test_the_logons_command_prints_only_the_rows_its_filter_keeps(story_case: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from tui.cli import main
+
+    assert main(["logons", str(story_case), "--failed", "kind:verdict", "--format", "jsonl"]) == 0
+    got = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert got and all(r["kind"] == "verdict" for r in got)
+    assert main(["logons", str(story_case), "--failed", "-kind:verdict", "--format", "jsonl"]) == 0
+    groups = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert groups and all(r["kind"] == "group" for r in groups)
+
+
 def test_the_timeline_filter_of_each_verdict_shows_exactly_its_events(cur: Any) -> None:
     from tui.screens.logons import timeline_filter
 

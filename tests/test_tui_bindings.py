@@ -1031,6 +1031,52 @@ def test_the_failed_logons_are_searched_exported_and_explained_by_their_keys(cas
     drive(case_path, scenario)
 
 
+@covers("logons.filter", "logons.drop_filter", "logons.frequency", "logons.mark")
+def test_the_failed_logon_view_filters_counts_and_marks_its_rows(case_path: Path) -> None:
+    from engine import logons
+    from tui.screens.base import KeyList
+    from tui.screens.frequency import FrequencyScreen
+    from tui.screens.logons import LogonsScreen
+    from tui.screens.prompt import PromptScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        await press(pilot, *keys_of("timeline.failed_logons"))
+        scr = app.screen
+        assert isinstance(scr, LogonsScreen)
+        every = len(scr.rows)
+        for key in keys_of("logons.filter"):
+            await press(pilot, key)
+            assert isinstance(app.screen, PromptScreen)
+            await pilot.press(*"kind:verdict")
+            await press(pilot, "enter")
+            assert scr.rows and all(r["kind"] == "verdict" for r in scr.rows) and len(scr.rows) < every
+            await press(pilot, *keys_of("logons.drop_filter"))
+            assert len(scr.rows) == every
+        # F: failures by source; Enter keeps the most common one.
+        await press(pilot, *keys_of("logons.frequency"))
+        await press(pilot, "enter")
+        assert isinstance(app.screen, FrequencyScreen)
+        top, failures = app.screen.values[0]
+        assert failures == max(n for _, n in logons.frequency(scr.all_rows, "source"))
+        await press(pilot, "enter")
+        assert app.screen is scr and scr.rows
+        assert all(r.get("source") == top or top in (r.get("sources") or []) for r in scr.rows)
+        # m marks the events behind the highlighted row in the timeline's marks, m again unmarks them.
+        scr.query_one(KeyList).highlighted = 0
+        row = scr.rows[0]
+        await press(pilot, *keys_of("logons.mark"))
+        with app.session.cursor() as cur:
+            eids = set(logons.group_eids(cur, row))
+            marked = {int(r[0]) for r in cur.execute("SELECT eid FROM marks").fetchall()}
+        assert eids and eids <= marked and eids <= set(app.session.marks)
+        await press(pilot, *keys_of("logons.mark"))
+        with app.session.cursor() as cur:
+            marked = {int(r[0]) for r in cur.execute("SELECT eid FROM marks").fetchall()}
+        assert not eids & marked
+
+    drive(case_path, scenario)
+
+
 async def _tree_at_rundll32(app: AshiatoApp, pilot: Any) -> Any:
     """The timeline narrowed to the rundll32 that dumped lsass (Sysmon 1), then T."""
     from tui.screens.tree import ProcessTreeScreen

@@ -15,7 +15,7 @@ from typing import Any
 
 SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons", "tree")
 # Commands whose positional filter may start with an exclusion (`-eid:4624`).
-FILTER_COMMANDS = ("query", "export", "sessions", "tree")
+FILTER_COMMANDS = ("query", "export", "sessions", "tree", "logons")
 DEFAULT_CASE = "ashiato-case.duckdb"
 QUERY_COLUMNS = ["ts", "host", "channel", "event_id", "record_id", "summary", "user", "process", "eid"]
 
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logons", help="failed logons grouped by account and source, with brute-force, "
                                       "spraying and lockout verdicts")
     p.add_argument("case")
+    p.add_argument("filter", nargs="?", default="",
+                   help="the filter language over the verdicts and groups: user:alice ip:10.0.0.5 host:DC01 "
+                        "verdict:password_spray kind:verdict count:>10 after:… words")
     p.add_argument("--failed", action="store_true", help="the failed logons (the only view for now; the default)")
     p.add_argument("--thresholds", help="a thresholds TOML file over the defaults and the user's")
     _out_format(p)
@@ -153,16 +156,22 @@ _TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output"
 
 
 def _split_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Words of a query/export command line that are filter terms starting with "-" (`-eid:4624`,
-    `-mimikatz`, `-"net user"`), apart from the options and their values."""
+    """The words of a filter command line that make its filter, apart from the command, the case,
+    the options and their values: terms starting with "-" (`-eid:4624`, `-mimikatz`, `-"net user"`),
+    which argparse would take for options, and terms after an option (`logons CASE --failed
+    kind:verdict`), which it would refuse."""
     kept: list[str] = []
     terms: list[str] = []
     value_next = False
+    positionals = 0
     for word in argv:
         name = word.split("=", 1)[0]
-        if value_next or name in _OPTIONS or not word.startswith("-") or word == "-" or word.startswith("--"):
+        if value_next or name in _OPTIONS or word == "-" or word.startswith("--"):
             kept.append(word)
             value_next = not value_next and name in _TAKES_VALUE and "=" not in word
+        elif not word.startswith("-") and positionals < 2:  # the command, then the case
+            kept.append(word)
+            positionals += 1
         else:
             terms.append(word)
             value_next = False
@@ -582,6 +591,7 @@ def cmd_logons(args: argparse.Namespace) -> int:
     import duckdb
 
     from engine import logons
+    from engine.filters import FilterError
 
     try:
         thresholds = logons.load_thresholds(logons.DEFAULT_THRESHOLDS, logons.user_thresholds_path(),
@@ -594,6 +604,12 @@ def cmd_logons(args: argparse.Namespace) -> int:
     try:
         verdicts = logons.verdicts(cur, thresholds)
         groups = logons.groups(cur)
+        if args.filter:
+            kept = {id(r) for r in logons.filter_rows(verdicts + groups, args.filter)}
+            verdicts = [v for v in verdicts if id(v) in kept]
+            groups = [g for g in groups if id(g) in kept]
+    except FilterError as exc:
+        raise _UserError(f"{exc}\n{exc.caret(args.filter)}") from exc
     except duckdb.Error as exc:
         raise _UserError(f"logons failed: {exc}") from exc
     if args.format == "table":

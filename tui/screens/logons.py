@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from rich.text import Text
@@ -74,8 +75,11 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
         super().__init__()
         self.session = session
         self.rows: list[dict[str, Any]] = []
+        self.all_rows: list[dict[str, Any]] = []
+        self.filter_text = ""
         self.texts: list[str] = []  # each row as shown, for / n N
         self.search_text = ""
+        self.marked_rows: set[int] = set()  # ids of the rows all of whose events are marked
         self.is_loading = True
 
     def compose(self) -> ComposeResult:
@@ -92,10 +96,23 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
             thresholds = logons.load_thresholds()
             with self.session.busy("failed logons") as (cur, _job):
                 rows = logons.failed(cur, thresholds)
+                marked = self._marked_rows(cur, rows)
         except Exception as exc:  # a bad thresholds file or a failed query: say so
             self.app.call_from_thread(self._failed, str(exc))
             return
-        self.app.call_from_thread(self._show, rows)
+        self.app.call_from_thread(self._loaded, rows, marked)
+
+    @staticmethod
+    def _marked_rows(cur: Any, rows: list[dict[str, Any]]) -> set[int]:
+        marked = {int(r[0]) for r in cur.execute("SELECT eid FROM marks").fetchall()}
+        if not marked:
+            return set()
+        return {id(r) for r in rows if (eids := logons.group_eids(cur, r)) and set(eids) <= marked}
+
+    def _loaded(self, rows: list[dict[str, Any]], marked: set[int]) -> None:
+        self.all_rows = rows
+        self.marked_rows = marked
+        self._show(logons.filter_rows(rows, self.filter_text) if self.filter_text else rows)
 
     def _failed(self, error: str) -> None:
         self.is_loading = False
@@ -108,10 +125,13 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
         title = Text(no_wrap=True)
         title.append(" failed logons", style="bold")
         title.append(f": {verdicts} verdict(s), {len(rows) - verdicts} account/source group(s)")
+        if self.filter_text:
+            title.append(f" matching {escape(self.filter_text)}", style="bold")
         keys = getattr(self.app, "keymap", None)
         if keys is not None:
-            title.append(f"\n {keys.display('logons', 'open')} the events · {keys.display('logons', 'back')} back",
-                         style="dim")
+            title.append(f"\n {keys.display('logons', 'open')} the events · {keys.display('logons', 'filter')} filter · "
+                         f"{keys.display('logons', 'frequency')} frequency · {keys.display('logons', 'mark')} mark · "
+                         f"{keys.display('logons', 'back')} back", style="dim")
         self.query_one("#logons-title", Static).update(title)
         options = self.query_one(KeyList)
         options.clear_options()
@@ -119,18 +139,19 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
         self.texts = []
         for row in rows:
             line = Text(no_wrap=True, end="")
+            line.append("●" if id(row) in self.marked_rows else " ", style="bold")
             if row["kind"] == "verdict":
                 line.append(f"{VERDICT_NAMES.get(row['verdict'], row['verdict']):<12}", style="bold red")
                 when = f"{row['first']:%m-%d %H:%M:%S} "
                 line.append(when, style="dim")
-                line.append(fit(escape(row["reason"]), width - 12 - len(when)))
+                line.append(fit(escape(row["reason"]), width - 13 - len(when)))
             else:
                 why = "; ".join(f"{logons.code_text(s['status'], s['substatus'])} {s['meaning']} ×{s['count']}"
                                 for s in row["statuses"][:2])
                 head = f"{row['count']:>7,} "
                 line.append(head, style="bold")
                 text = f"{row['account']} from {row['source'] or '-'} on {' '.join(row['hosts'][:3])}: {why}"
-                line.append(fit(escape(text), width - len(head)))
+                line.append(fit(escape(text), width - 1 - len(head)))
             self.texts.append(line.plain.lower())
             options.add_option(Option(line))
         if rows:
@@ -180,6 +201,114 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
 
     def action_previous_match(self) -> None:
         self._find(-1)
+
+    # -- filter: the filter language over the rows' columns ------------------------------------------
+    def action_filter(self) -> None:
+        from .prompt import PromptScreen
+
+        def check(text: str) -> tuple[bool, str]:
+            try:
+                logons.compile_row_filter(text)
+            except ValueError as exc:
+                return False, str(exc)
+            return True, ""
+
+        self.app.push_screen(PromptScreen("filter failed logons  (user: ip: host: verdict: kind: count:>N after: "
+                                          "before: words; empty: all)", initial=self.filter_text,
+                                          validate=check, placeholder="host:DC01 kind:verdict"),
+                             self._filter_entered)
+
+    def _filter_entered(self, text: str | None) -> None:
+        if text is None:
+            return
+        self._apply(text.strip())
+
+    def _apply(self, text: str) -> None:
+        try:
+            rows = logons.filter_rows(self.all_rows, text) if text else self.all_rows
+        except ValueError as exc:
+            self._say(str(exc), error=True)
+            return
+        self.filter_text = text
+        self._show(rows)
+
+    def action_drop_filter(self) -> None:
+        if self.filter_text:
+            self._apply("")
+
+    # -- frequency of a column of the rows ------------------------------------------------------------
+    def action_frequency(self) -> None:
+        from .prompt import PromptScreen
+
+        columns = ", ".join(logons.ROW_FREQUENCY_COLUMNS)
+
+        def check(text: str) -> tuple[bool, str]:
+            ok = text.strip() in logons.ROW_FREQUENCY_COLUMNS
+            return ok, "" if ok else f"one of {columns}"
+
+        self.app.push_screen(PromptScreen(f"frequency of  ({columns})", initial="source", validate=check),
+                             self._frequency_of)
+
+    def _frequency_of(self, column: str | None) -> None:
+        from .frequency import FrequencyScreen
+
+        if not column:
+            return
+        rows = list(self.rows)
+
+        def counter(_cur: Any, _view: Any, col: str, *, rarest_first: bool = False, limit: int = 500) -> list[Any]:
+            values = logons.frequency(rows, col)
+            return (values[::-1] if rarest_first else values)[:limit]
+
+        # What the frequency screen reads of a view: how many there are in it.
+        shown = SimpleNamespace(count=sum(int(r["count"]) for r in rows if r["kind"] == "group")
+                                if column.strip() != "verdict" else sum(r["kind"] == "verdict" for r in rows))
+        self.app.push_screen(FrequencyScreen(self.session, shown, column.strip(), counter=counter,  # type: ignore[arg-type]
+                                             noun="failures" if column.strip() != "verdict" else "verdicts"),
+                             self._frequency_chosen)
+
+    def _frequency_chosen(self, choice: tuple[str, str, Any, bool] | None) -> None:
+        if choice is None:
+            return
+        _kind, column, value, negate = choice
+        term = value_term({"host": "host", "source": "ip", "account": "user"}.get(column, column), value,
+                          negate=negate)
+        self._apply(f"{self.filter_text} {term}".strip())
+
+    # -- marks: the events behind a row, marked in the timeline ----------------------------------------
+    def action_mark(self) -> None:
+        index = self.query_one(KeyList).highlighted
+        if index is None or not self.rows:
+            return
+        row = self.rows[index]
+        self._mark_worker(row, id(row) not in self.marked_rows)
+
+    @work(thread=True, group="logons-marks", exit_on_error=False)
+    def _mark_worker(self, row: dict[str, Any], mark: bool) -> None:
+        from engine import views
+
+        try:
+            with self.session.cursor() as cur:
+                eids = logons.group_eids(cur, row)
+                views.set_marks(cur, eids, mark)
+        except Exception as exc:
+            self.app.call_from_thread(self._say, f"mark failed: {exc}", error=True)
+            return
+        self.app.call_from_thread(self._marked, row, eids, mark)
+
+    def _marked(self, row: dict[str, Any], eids: list[int], mark: bool) -> None:
+        for eid in eids:
+            if mark:
+                self.session.marks.setdefault(eid, None)
+            else:
+                self.session.marks.pop(eid, None)
+        (self.marked_rows.add if mark else self.marked_rows.discard)(id(row))
+        index = self.query_one(KeyList).highlighted
+        self._show(self.rows)
+        if index is not None:
+            self.query_one(KeyList).highlighted = index
+        self._say(f"{'marked' if mark else 'unmarked'} the {len(eids)} event(s) behind the row "
+                  "(u / U in the timeline step through marks)")
 
     # -- export and help -------------------------------------------------------------------------------
     def action_export(self) -> None:
