@@ -179,43 +179,48 @@ class Case:
     def reorder(self) -> None:
         """Give every event its dense position and store `events` physically in that order.
 
-        When every new event sorts after the ordered ones (the common case of appending a later
-        log) the new rows are only numbered; otherwise the table is rewritten in order.
+        Only the part of the order the new events fall into is redone: the ordered events from the
+        first one at or after the earliest new time (ties are sorted again with the new ones), plus
+        those without a time (they sort last). Appending a later log renumbers just the new rows and
+        the few without a time; an older log added to a case rewrites the order from its first event.
         """
         con = self.con
         with self.transaction():
             row = con.execute(
                 """SELECT (SELECT max(pos) FROM events),
-                          (SELECT max(ts) FROM events WHERE pos IS NOT NULL),
-                          (SELECT min(ts) FROM events WHERE pos IS NULL),
                           (SELECT count(*) FROM events WHERE pos IS NULL),
-                          (SELECT count(*) FROM events WHERE ts IS NULL)"""
+                          (SELECT min(ts) FROM events WHERE pos IS NULL)"""
             ).fetchall()[0]
-            max_pos, max_ordered_ts, min_new_ts, n_new, n_null_ts = row
+            max_pos, n_new, min_new_ts = row
             if not n_new:
                 return
-            # Appending after everything already ordered only needs numbering; ties on ts, or rows
-            # without a time (which sort last), take the full rewrite to stay deterministic.
-            tail_only = max_pos is not None and (
-                min_new_ts is not None and max_ordered_ts is not None
-                and min_new_ts > max_ordered_ts and n_null_ts == 0
-            )
+            if max_pos is None:
+                cut = 0
+            else:
+                found = con.execute(
+                    "SELECT min(pos) FROM events WHERE pos IS NOT NULL AND (ts IS NULL OR ts >= ?)"
+                    if min_new_ts is not None else
+                    "SELECT min(pos) FROM events WHERE pos IS NOT NULL AND ts IS NULL",
+                    [min_new_ts] if min_new_ts is not None else []).fetchall()[0][0]
+                cut = int(found) if found is not None else int(max_pos) + 1
+                # The kept part must already be dense (a repaired case may have holes in it).
+                if cut and con.execute("SELECT count(*) FROM events WHERE pos < ?", [cut]).fetchall()[0][0] != cut:
+                    cut = 0
             # Positions come from a sort of the key columns alone; the whole rows are then sorted
             # by that one integer. Sorting the whole rows by the key, in a window, took 2.2 times
             # as long on 10M events (bench/reorder.py).
-            start = int(max_pos) + 1 if tail_only else 0
             con.execute(
                 f"""CREATE TEMP TABLE _order AS
                     SELECT eid, ? + row_number() OVER (ORDER BY {ORDER_KEY}) - 1 AS pos
-                    FROM events {"WHERE pos IS NULL" if tail_only else ""}""",
-                [start],
+                    FROM events {"WHERE pos IS NULL OR pos >= ?" if cut else ""}""",
+                [cut, cut] if cut else [cut],
             )
             con.execute("UPDATE events SET pos = o.pos FROM _order o WHERE events.eid = o.eid")
             con.execute("DROP TABLE _order")
-            if tail_only:
-                # Only the new rows are re-inserted, in order, so the table stays physically sorted.
-                con.execute("CREATE TEMP TABLE _tail AS SELECT * FROM events WHERE pos >= ?", [start])
-                con.execute("DELETE FROM events WHERE pos >= ?", [start])
+            if cut:
+                # Only the redone part is re-inserted, in order, so the table stays physically sorted.
+                con.execute("CREATE TEMP TABLE _tail AS SELECT * FROM events WHERE pos >= ?", [cut])
+                con.execute("DELETE FROM events WHERE pos >= ?", [cut])
                 con.execute("INSERT INTO events SELECT * FROM _tail ORDER BY pos")
                 con.execute("DROP TABLE _tail")
             else:
