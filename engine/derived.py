@@ -97,17 +97,21 @@ def _update(con: Cursor) -> None:
     boots.store(con, boots.compute(con))
     after = described(con.execute(shape).fetchall())
     changed = {h for h in set(before) | set(after) if before.get(h) != after.get(h)}
-    con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT host, pos, target_logon_id, subject_logon_id, "
-                "linked_logon_id FROM events WHERE source_id IN (SELECT unnest(?))", [new])
+    con.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT eid, host, pos, channel, event_id, target_logon_id, "
+                "subject_logon_id, linked_logon_id FROM events WHERE source_id IN (SELECT unnest(?))", [new])
+    con.execute("CREATE OR REPLACE TEMP TABLE _new_events AS SELECT eid FROM _new")
     con.execute("CREATE OR REPLACE TEMP TABLE _changed (host VARCHAR)")
     if changed:
         con.execute("INSERT INTO _changed SELECT unnest(?)", [sorted(changed)])
-    # The sessions the new events name, in their epochs; their linked partners; every session of a
-    # host whose epochs changed; and the RDP sessions of hosts that got RDP events by account.
+    # The sessions the new events define (their logons, privileges, logoffs), in their epochs; their
+    # linked partners; every session of a host whose epochs changed; and the RDP sessions of hosts
+    # that got RDP events by account. The rest of what the new events name only grows (_delta).
+    defining = ("(SELECT host, pos, unnest(CASE WHEN event_id = 4624 THEN [target_logon_id, linked_logon_id] "
+                "WHEN event_id = 4672 THEN [subject_logon_id] ELSE [target_logon_id] END) AS lid "
+                f"FROM _new WHERE {sessions.DEFINING})")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _scope AS
         SELECT DISTINCT host, boot, logon_id FROM (
-            SELECT host, boot, lid AS logon_id FROM {boots.boot_of_sql(
-                "(SELECT host, pos, unnest([target_logon_id, subject_logon_id, linked_logon_id]) AS lid FROM _new)")}
+            SELECT host, boot, lid AS logon_id FROM {boots.boot_of_sql(defining)}
             WHERE lid IS NOT NULL AND lid <> 0
             UNION ALL SELECT s.host, s.boot, s.logon_id FROM sessions s WHERE s.host IN (SELECT host FROM _changed)
             UNION ALL SELECT e.host, b.boot, e.target_logon_id FROM events e ASOF JOIN boots b
@@ -126,6 +130,14 @@ def _update(con: Cursor) -> None:
                    UNION ALL
                    SELECT s.host, s.boot, s.logon_id FROM sessions s JOIN _scope c
                        ON c.host = s.host AND c.boot = s.boot AND c.logon_id = s.linked_logon_id""")
+    # The sessions the new events only add activity to (SYSTEM's above all): their counts grow.
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _delta AS
+        SELECT DISTINCT s.host, s.boot, s.logon_id
+        FROM {boots.boot_of_sql("(SELECT host, pos, unnest([target_logon_id, subject_logon_id]) AS lid FROM _new)")} n
+        JOIN sessions s ON s.host = n.host AND s.boot = n.boot AND (s.logon_id = n.lid OR s.linked_logon_id = n.lid)
+        WHERE n.lid IS NOT NULL AND n.lid <> 0 AND s.host NOT IN (SELECT host FROM _changed)
+          AND NOT EXISTS (SELECT 1 FROM _scope c WHERE c.host = s.host AND c.boot = s.boot
+                          AND (c.logon_id = s.logon_id OR c.logon_id = s.linked_logon_id))""")
     # A host whose epochs changed: its old rows may carry boot numbers that no longer exist.
     con.execute("DELETE FROM sessions WHERE host IN (SELECT host FROM _changed)")
     con.execute("DELETE FROM session_events WHERE host IN (SELECT host FROM _changed)")
@@ -134,5 +146,5 @@ def _update(con: Cursor) -> None:
     # Lineage: the hosts the new events are on, and those whose epochs changed, are built again.
     touched = {str(r[0]) for r in con.execute("SELECT DISTINCT host FROM _new WHERE host IS NOT NULL").fetchall()}
     lineage.build(con, hosts=sorted(touched | changed))
-    for name in ("_new", "_changed", "_scope"):
+    for name in ("_new", "_new_events", "_changed", "_scope", "_delta"):
         con.execute(f"DROP TABLE IF EXISTS {name}")

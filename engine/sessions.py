@@ -117,6 +117,11 @@ def create(cur: Cursor) -> None:
         cur.execute(stmt)
 
 
+def _has_temp(cur: Cursor, name: str) -> bool:
+    return bool(cur.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                            [name]).fetchall()[0][0])
+
+
 def _scoped(alias: str, scoped: bool, lid: str) -> str:
     """A semi-join of `alias` to the keys being rebuilt (`_scope`), or nothing for a full build."""
     if not scoped:
@@ -313,7 +318,10 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
                coalesce(a.rdp_by_logon_id, 0) AS rdp_by_logon_id,
                coalesce(a.rdp_by_account_time, 0) AS rdp_by_account_time,
                greatest(a.last_seen, s.start) AS last_seen, s.first_eid,
-               s.subject_sid, NULL AS source
+               s.subject_sid,
+               CASE WHEN s.lid IN ({', '.join(str(x) for x in WELL_KNOWN_LOGON_IDS)}) THEN NULL
+                    WHEN s.src_ip IS NOT NULL AND s.src_ip NOT IN ({', '.join(_sql_str(x) for x in LOOPBACK)}) THEN s.src_ip
+                    ELSE upper(s.workstation) END AS source
         FROM _sess s
         LEFT JOIN _priv p ON p.host = s.host AND p.boot = s.boot AND p.key_lid = s.lid
         LEFT JOIN _off o ON o.host = s.host AND o.boot = s.boot AND o.key_lid = s.lid
@@ -322,8 +330,65 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
         LEFT JOIN _procs pr ON pr.host = s.host AND pr.boot = s.boot AND pr.key_lid = s.lid
         LEFT JOIN _key pk ON pk.host = s.host AND pk.boot = s.boot AND pk.lid = s.partner
         LEFT JOIN _lists li ON li.host = s.host AND li.boot = s.boot AND li.key_lid = s.lid""")
-    _flags(cur)
+    if scoped and _has_temp(cur, "_delta"):
+        apply_delta(cur)
+    _flags(cur, scoped)
     for name in ("_logon", "_key", "_pair", "_sess", "_ids", "_priv", "_off", "_act", "_rdp", "_proc", "_procs", "_agg", "_lists"):
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+# The events that make a session what it is (its logon, privileges, logoff, RDP), as opposed to
+# what it did: a new file with only the latter for a session adds to its counts (`apply_delta`).
+DEFINING = ("((channel = 'Security' AND event_id IN (4624, 4634, 4647, 4672, 4778, 4779)) "
+            f"OR {RDP_BY_ACCOUNT})")
+
+
+def apply_delta(cur: Cursor) -> None:
+    """Add what the new events (temp table `_new_events`: eid) did to the sessions of temp table
+    `_delta(host, boot, logon_id)`, which they name but do not define: event counts, last activity,
+    explicit credentials, processes started. SYSTEM's session is named by most new events, and
+    counting its millions again on every ingest is what made an update cost a rebuild."""
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _dact AS
+        SELECT s.host, s.boot, s.logon_id, e.eid, e.pos, e.ts, e.channel, e.event_id, e.target_logon_id,
+               e.subject_logon_id, e.process_pid, lower(e.process_image) AS image, e.target_user, e.dst_host
+        FROM {boots.boot_of_sql("(SELECT e.* FROM events e WHERE e.eid IN (SELECT eid FROM _new_events))")} e
+        JOIN sessions s ON s.host = e.host AND s.boot = e.boot
+             AND (e.target_logon_id IN (s.logon_id, s.linked_logon_id)
+                  OR e.subject_logon_id IN (s.logon_id, s.linked_logon_id))
+        WHERE EXISTS (SELECT 1 FROM _delta d WHERE d.host = s.host AND d.boot = s.boot AND d.logon_id = s.logon_id)""")
+    # Processes the session started, counted as a full build counts them: every Sysmon 1, and a
+    # 4688 only when no Sysmon 1 of the same process (host, PID, image, within 2 s) exists — old
+    # or new; a new Sysmon 1 whose process an old 4688 already counted adds nothing.
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _dproc AS
+        SELECT d.host, d.boot, d.logon_id, count(*) AS processes FROM _dact d
+        JOIN sessions s ON s.host = d.host AND s.boot = d.boot AND s.logon_id = d.logon_id
+        WHERE CASE WHEN d.channel = '{SYSMON}' THEN d.event_id = 1 AND d.subject_logon_id IN (s.logon_id, s.linked_logon_id)
+                   ELSE d.channel = 'Security' AND d.event_id = 4688
+                        AND coalesce(nullif(d.target_logon_id, 0), d.subject_logon_id) IN (s.logon_id, s.linked_logon_id)
+              END
+          AND NOT EXISTS (
+              SELECT 1 FROM events o WHERE o.host = d.host AND o.process_pid = d.process_pid
+                AND lower(o.process_image) = d.image AND abs(epoch(o.ts) - epoch(d.ts)) <= 2 AND o.eid <> d.eid
+                AND CASE WHEN d.channel = '{SYSMON}'
+                         THEN o.channel = 'Security' AND o.event_id = 4688
+                              AND o.eid NOT IN (SELECT eid FROM _new_events)
+                         ELSE o.channel = '{SYSMON}' AND o.event_id = 1 END)
+        GROUP BY ALL""")
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _dsum AS
+        SELECT d.host, d.boot, d.logon_id, count(*) AS events, max(d.ts) AS last_seen,
+               count(*) FILTER (WHERE d.channel = 'Security' AND d.event_id = 4648)::INTEGER AS explicit_uses,
+               list(coalesce(d.target_user, '?') || ' on ' || coalesce(d.dst_host, '?'))
+                   FILTER (WHERE d.channel = 'Security' AND d.event_id = 4648) AS explicit_targets
+        FROM _dact d GROUP BY ALL""")
+    cur.execute("""UPDATE sessions SET events = sessions.events + a.events,
+                       last_seen = greatest(sessions.last_seen, a.last_seen),
+                       explicit_uses = sessions.explicit_uses + a.explicit_uses,
+                       explicit_targets = list_sort(list_distinct(list_concat(sessions.explicit_targets,
+                                                                  coalesce(a.explicit_targets, [])))),
+                       processes = sessions.processes + coalesce(p.processes, 0)
+                   FROM _dsum a LEFT JOIN _dproc p USING (host, boot, logon_id)
+                   WHERE a.host = sessions.host AND a.boot = sessions.boot AND a.logon_id = sessions.logon_id""")
+    for name in ("_dact", "_dproc", "_dsum"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
@@ -332,22 +397,27 @@ def build(cur: Cursor, *, scoped: bool = False) -> None:
 ACCOUNT = "coalesce(nullif(sid, 'S-1-0-0'), lower(\"user\"))"
 
 
-def _flags(cur: Cursor) -> None:
-    """Flags and their reasons, over the whole table: `new_source` compares an account's sessions
-    across the case, so it is worked out again after every build, as is the display order."""
+def _flags(cur: Cursor, scoped: bool = False) -> None:
+    """Flags and their reasons, and the display order. `new_source` compares an account's sessions
+    across the case, so after a scoped build the flags of every session of the accounts rebuilt are
+    worked out again (only theirs), and the order of all (one column)."""
     loopback = ", ".join(_sql_str(x) for x in LOOPBACK)
-    well_known = ", ".join(str(x) for x in WELL_KNOWN_LOGON_IDS)
-    cur.execute(f"""UPDATE sessions SET source = CASE
-            WHEN logon_id IN ({well_known}) THEN NULL
-            WHEN src_ip IS NOT NULL AND src_ip NOT IN ({loopback}) THEN src_ip
-            ELSE upper(workstation) END""")
+    accounts = ""
+    if scoped:
+        delta = ("OR EXISTS (SELECT 1 FROM _delta d WHERE d.host = s.host AND d.boot = s.boot "
+                 "AND d.logon_id = s.logon_id)") if _has_temp(cur, "_delta") else ""
+        cur.execute(f"""CREATE OR REPLACE TEMP TABLE _accounts AS SELECT DISTINCT {ACCOUNT} AS account
+                        FROM sessions s WHERE EXISTS (SELECT 1 FROM _scope c WHERE c.host = s.host
+                        AND c.boot = s.boot AND (c.logon_id = s.logon_id OR c.logon_id = s.linked_logon_id))
+                        {delta}""")
+        accounts = f"WHERE {ACCOUNT} IN (SELECT account FROM _accounts)"
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _flagged AS
         WITH firsts AS (
             SELECT host, boot, logon_id,
                    row_number() OVER (PARTITION BY {ACCOUNT} ORDER BY start, host, boot, logon_id) AS nth_account,
                    row_number() OVER (PARTITION BY {ACCOUNT}, source ORDER BY start, host, boot, logon_id) AS nth_source,
                    first_value(source) OVER (PARTITION BY {ACCOUNT} ORDER BY start, host, boot, logon_id) AS first_source
-            FROM sessions WHERE source IS NOT NULL AND "user" IS NOT NULL)
+            FROM sessions WHERE source IS NOT NULL AND "user" IS NOT NULL {accounts.replace("WHERE", "AND")})
         SELECT s.host, s.boot, s.logon_id,
             list_filter([
               CASE WHEN s.logon_type = 3 AND (upper(s.auth_package) = 'NTLM' OR upper(s.logon_process) = 'NTLMSSP')
@@ -381,15 +451,25 @@ def _flags(cur: Cursor) -> None:
               CASE WHEN s.explicit_uses > 0
                    THEN 'explicit credentials used from this session (4648 x' || s.explicit_uses || '): '
                         || array_to_string(s.explicit_targets, ', ') END], lambda x: x IS NOT NULL) AS reasons
-        FROM sessions s LEFT JOIN firsts f USING (host, boot, logon_id)""")
+        FROM (SELECT * FROM sessions {accounts}) s LEFT JOIN firsts f USING (host, boot, logon_id)""")
     cur.execute("""UPDATE sessions SET flags = f.flags, reasons = f.reasons FROM _flagged f
-                   WHERE f.host = sessions.host AND f.boot = sessions.boot AND f.logon_id = sessions.logon_id""")
-    cur.execute("DROP TABLE _flagged")
-    cur.execute("UPDATE sessions SET duration_s = epoch(\"end\") - epoch(start) WHERE \"end\" IS NOT NULL")
-    # Display order, newest activity first; stored in that order so a window is a range scan.
-    cur.execute("""CREATE OR REPLACE TEMP TABLE _sorted AS
-        SELECT * REPLACE (row_number() OVER (ORDER BY last_seen DESC NULLS LAST, start DESC, host, boot, logon_id) - 1 AS ord)
-        FROM sessions""")
+                   WHERE f.host = sessions.host AND f.boot = sessions.boot AND f.logon_id = sessions.logon_id
+                   AND (sessions.flags IS DISTINCT FROM f.flags OR sessions.reasons IS DISTINCT FROM f.reasons)""")
+    cur.execute("DROP TABLE IF EXISTS _flagged")
+    cur.execute("DROP TABLE IF EXISTS _accounts")
+    cur.execute('UPDATE sessions SET duration_s = epoch("end") - epoch(start) WHERE "end" IS NOT NULL AND duration_s IS NULL')
+    order = "ORDER BY last_seen DESC NULLS LAST, start DESC, host, boot, logon_id"
+    if scoped:
+        # Display order, newest activity first: one column updated where it changed (the table
+        # stays in the order of the last full build; a window reads `ord` ranges either way).
+        cur.execute(f"""UPDATE sessions SET ord = r.ord FROM (
+                            SELECT host, boot, logon_id, row_number() OVER ({order}) - 1 AS ord FROM sessions) r
+                        WHERE r.host = sessions.host AND r.boot = sessions.boot AND r.logon_id = sessions.logon_id
+                          AND sessions.ord IS DISTINCT FROM r.ord""")
+        return
+    # Stored in display order so a window is a range scan.
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _sorted AS
+        SELECT * REPLACE (row_number() OVER ({order}) - 1 AS ord) FROM sessions""")
     cur.execute("DELETE FROM sessions")
     cur.execute("INSERT INTO sessions SELECT * FROM _sorted ORDER BY ord")
     cur.execute("DROP TABLE _sorted")
