@@ -562,18 +562,25 @@ def forest(cur: Cursor, where: str = "TRUE", params: list[Any] | None = None, *,
            limit: int | None = None) -> list[dict[str, Any]]:
     """Processes matching `where` (SQL over `processes e`) with their ancestors, in tree order per
     host (hosts by name), each with `depth` and `matched`."""
-    rows = _rows(cur.execute(f"""
+    if where.strip() == "TRUE":  # everything: no ancestors to add
+        rows = _rows(cur.execute("SELECT *, TRUE AS matched FROM processes"))
+    else:
+        rows = _forest_rows(cur, where, params or [])
+    present = {r["node"] for r in rows}
+    tops = sorted((r for r in rows if r["parent"] is None or r["parent"] not in present),
+                  key=lambda r: (r["host"] or "", r["start"] is None, r["start"], r["node"]))
+    return _tree_order(rows, [r["node"] for r in tops], limit)
+
+
+def _forest_rows(cur: Cursor, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    return _rows(cur.execute(f"""
         WITH RECURSIVE hit AS (SELECT node FROM processes e WHERE {where}),
         up(node, depth) AS (
             SELECT node, 0 FROM hit
             UNION SELECT p.parent, up.depth + 1 FROM up JOIN processes p ON p.node = up.node
             WHERE p.parent IS NOT NULL AND up.depth < 10000)
         SELECT p.*, p.node IN (SELECT node FROM hit) AS matched
-        FROM processes p WHERE p.node IN (SELECT node FROM up)""", params or []))
-    present = {r["node"] for r in rows}
-    tops = sorted((r for r in rows if r["parent"] is None or r["parent"] not in present),
-                  key=lambda r: (r["host"] or "", r["start"] is None, r["start"], r["node"]))
-    return _tree_order(rows, [r["node"] for r in tops], limit)
+        FROM processes p WHERE p.node IN (SELECT node FROM up)""", params))
 
 
 def node_of_event(cur: Cursor, eid: int) -> int | None:
@@ -617,28 +624,48 @@ def details(cur: Cursor, node: int) -> dict[str, Any] | None:
     row = get(cur, node)
     if row is None:
         return None
-    from .ingest.normalise import data_field_sql
-
-    fields = {"IntegrityLevel": "integrity", "Hashes": "hashes", "CurrentDirectory": "current_directory",
-              "OriginalFileName": "original_file_name", "TerminalSessionId": "terminal_session",
-              "TokenElevationType": "token_elevation", "MandatoryLabel": "mandatory_label"}
-    for eid in (row["sysmon_eid"], row["security_eid"]):
-        if eid is None:
-            continue
-        for name, key in fields.items():
-            if row.get(key) is not None:
-                continue
-            expr = data_field_sql("?")
-            got = cur.execute(f"SELECT {expr} FROM event_data d WHERE d.eid = ?",
-                              [f'$."{name}"'] * expr.count("?") + [eid]).fetchall()
-            if got and got[0][0] not in (None, "", "-"):
-                row[key] = got[0][0]
-    for key in fields.values():
-        row.setdefault(key, None)
+    row.update(attributes(cur, [row]).get(node, {k: None for k in ATTRIBUTES}))
     row["elevation"] = _ELEVATION.get(str(row.get("token_elevation") or "").strip(), row.get("token_elevation"))
     row["label"] = _LABELS.get(str(row.get("mandatory_label") or "").strip().upper(), row.get("mandatory_label"))
     row["key"] = key_of(row)
     return row
+
+
+# What the source events say beyond the table, by the output key it is shown under.
+ATTRIBUTES = {"integrity": "IntegrityLevel", "hashes": "Hashes", "current_directory": "CurrentDirectory",
+              "original_file_name": "OriginalFileName", "token_elevation": "TokenElevationType",
+              "mandatory_label": "MandatoryLabel"}
+
+
+def attributes(cur: Cursor, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """For each node of `rows`, what its Sysmon 1 (hashes, integrity, current directory, original
+    name) and its 4688 (token elevation, mandatory label) say: one pass over their documents."""
+    from .ingest.normalise import data_field_sql
+
+    eids = sorted({int(e) for r in rows for e in (r.get("sysmon_eid"), r.get("security_eid")) if e is not None})
+    if not eids:
+        return {}
+    exprs = []
+    params: list[Any] = []
+    for name in ATTRIBUTES.values():
+        expr = data_field_sql("?")
+        exprs.append(f"{expr} AS \"{name}\"")
+        params += [f'$."{name}"'] * expr.count("?")
+    got = cur.execute(f"SELECT d.eid, {', '.join(exprs)} FROM event_data d WHERE list_contains(?::BIGINT[], d.eid)",
+                      [*params, eids]).fetchall()
+    by_eid = {int(r[0]): r[1:] for r in got}
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        values: dict[str, Any] = {}
+        for eid in (r.get("sysmon_eid"), r.get("security_eid")):
+            found = by_eid.get(int(eid)) if eid is not None else None
+            if not found:
+                continue
+            for key, value in zip(ATTRIBUTES, found, strict=True):
+                if values.get(key) is None and value not in (None, "", "-"):
+                    values[key] = value
+        out[int(r["node"])] = {k: values.get(k) for k in ATTRIBUTES}
+    return out
 
 
 _ELEVATION = {"%%1936": "full token (UAC off or built-in administrator)", "%%1937": "elevated",
@@ -727,8 +754,13 @@ def term_sql(key: str, *, subtree: bool = False) -> tuple[str, list[Any]]:
         SELECT node FROM down))""", params)
 
 
-def contract(row: dict[str, Any], parent_key: str | None) -> dict[str, Any]:
-    """A node as `--format jsonl` writes it (the output contract)."""
+def contract(row: dict[str, Any], parent_key: str | None,
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A node as `--format jsonl` writes it (the output contract), with `extra` (its `attributes`)."""
+    return {**_contract(row, parent_key), **(extra or {})}
+
+
+def _contract(row: dict[str, Any], parent_key: str | None) -> dict[str, Any]:
     return {
         "key": key_of(row), "host": row["host"], "boot": row["boot"], "process_guid": row["process_guid"],
         "pid": row["pid"], "image": row["image"], "command_line": row["command_line"], "user": row["user"],

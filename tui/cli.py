@@ -501,7 +501,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 TREE_COLUMNS = ["key", "host", "boot", "start", "end", "end_reason", "pid", "image", "user", "logon_id", "edge",
                 "parent_key", "parent_pid", "parent_image", "sources", "marks", "subtree_marks", "children",
-                "events", "network", "files", "registry", "lsass_access", "command_line"]
+                "events", "network", "files", "registry", "lsass_access", "integrity", "token_elevation",
+                "mandatory_label", "hashes", "command_line"]
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
@@ -532,11 +533,11 @@ def cmd_tree(args: argparse.Namespace) -> int:
             if args.host:
                 where += " AND (lower(e.host) = lower(?) OR starts_with(lower(e.host), lower(?) || '.'))"
                 params += [args.host, args.host]
-            if args.format == "text":
-                rows = lineage.forest(cur, where, params)
-            else:
-                rows = _dicts(cur.execute(f"SELECT * FROM processes e WHERE {where} ORDER BY host, start, node",
-                                          params))
+            # Tree order with depths; a filter's matches are drawn under their ancestors in text,
+            # and are the only rows of jsonl / csv / table.
+            rows = lineage.forest(cur, where, params)
+            if args.format != "text" and (args.filter or args.host):
+                rows = [r for r in rows if r["matched"]]
             if not rows and args.host and not cur.execute(
                     "SELECT count(*) FROM processes WHERE lower(host) = lower(?) OR starts_with(lower(host), "
                     "lower(?) || '.')", [args.host, args.host]).fetchall()[0][0]:
@@ -557,11 +558,15 @@ def cmd_tree(args: argparse.Namespace) -> int:
                      else int(os.environ.get("COLUMNS", "200")))
             ascii_only = args.ascii or "NO_COLOR" in os.environ
             for text in tree_text.draw(rows, width, ascii_only=ascii_only, focus=focus):
+                if ascii_only:
+                    text = text.replace("…", "~")  # the cut marks too: nothing but ASCII drawn
                 out.write(text + "\n")
             print(f"{len(rows)} process(es); links by ProcessGuid unless noted", file=sys.stderr)
         else:
             keys = lineage.parent_keys(cur, rows)
-            shaped = [lineage.contract(r, keys.get(r["parent"]) if r.get("parent") is not None else None)
+            extra = lineage.attributes(cur, rows) if args.format in ("jsonl", "csv") else {}
+            shaped = [lineage.contract(r, keys.get(r["parent"]) if r.get("parent") is not None else None,
+                                       extra.get(int(r["node"])))
                       for r in rows]
             columns = list(shaped[0]) if shaped and args.format == "jsonl" else TREE_COLUMNS
             if args.format == "table":
