@@ -24,6 +24,23 @@ VERSION_KEY = "derived_version"
 VERSION = f"boots1-sessions{sessions.VERSION}-lineage{lineage.VERSION}"
 # Files already reflected in the derived tables.
 SOURCES_DDL = "CREATE TABLE IF NOT EXISTS derived_sources (source_id INTEGER)"
+# The process marks the lineage was built with: a changed marks file rebuilds the lineage only.
+MARKS_KEY = "process_marks"
+MARKS_ERROR_KEY = "process_marks_error"
+
+
+def _marks() -> tuple[lineage.Marks, str | None]:
+    """The marks to build with, and what was wrong with the user's file (the defaults are used then:
+    a typo in a marks file must not keep a case from opening)."""
+    try:
+        return lineage.load_marks(), None
+    except lineage.MarksError as exc:
+        return lineage.load_marks(lineage.DEFAULT_MARKS), str(exc)
+
+
+def _meta(cur: Cursor, key: str) -> str | None:
+    rows = cur.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def _has_table(cur: Cursor, name: str) -> bool:
@@ -37,8 +54,7 @@ def stale(cur: Cursor) -> bool:
         return False
     if not all(_has_table(cur, t) for t in ("sessions", "boots", "processes", "derived_sources")):
         return True
-    rows = cur.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchall()
-    if not rows or rows[0][0] != VERSION:
+    if _meta(cur, VERSION_KEY) != VERSION or _meta(cur, MARKS_KEY) != _marks()[0].digest():
         return True
     return bool(cur.execute("SELECT count(*) FROM sources WHERE source_id NOT IN "
                             "(SELECT source_id FROM derived_sources)").fetchall()[0][0]
@@ -55,6 +71,7 @@ def refresh(case: object, *, full: bool = False) -> float:
     if not full and not stale(con):
         return 0.0
     started = time.perf_counter()
+    marks, marks_error = _marks()
     with case.transaction():
         con.execute(SOURCES_DDL)
         version = con.execute("SELECT value FROM meta WHERE key = ?", [VERSION_KEY]).fetchall()
@@ -69,16 +86,24 @@ def refresh(case: object, *, full: bool = False) -> float:
             con.execute("DROP TABLE IF EXISTS process_events")
             boots.store(con, boots.compute(con))
             sessions.build(con)
-            lineage.build(con)
+            lineage.build(con, marks=marks)
         else:
-            _update(con)
+            _update(con, marks)
+            if _meta(con, MARKS_KEY) != marks.digest():
+                con.execute("DELETE FROM process_events")
+                con.execute("DELETE FROM processes")
+                lineage.build(con, marks=marks)
         con.execute("DELETE FROM derived_sources")
         con.execute("INSERT INTO derived_sources SELECT source_id FROM sources")
         con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [VERSION_KEY, VERSION])
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [MARKS_KEY, marks.digest()])
+        con.execute("DELETE FROM meta WHERE key = ?", [MARKS_ERROR_KEY])
+        if marks_error:
+            con.execute("INSERT INTO meta VALUES (?, ?)", [MARKS_ERROR_KEY, marks_error])
     return time.perf_counter() - started
 
 
-def _update(con: Cursor) -> None:
+def _update(con: Cursor, marks: lineage.Marks | None = None) -> None:
     new = [int(r[0]) for r in con.execute(
         "SELECT source_id FROM sources WHERE source_id NOT IN (SELECT source_id FROM derived_sources)").fetchall()]
     if not new:
@@ -145,6 +170,6 @@ def _update(con: Cursor) -> None:
     sessions.build(con, scoped=True)
     # Lineage: the hosts the new events are on, and those whose epochs changed, are built again.
     touched = {str(r[0]) for r in con.execute("SELECT DISTINCT host FROM _new WHERE host IS NOT NULL").fetchall()}
-    lineage.build(con, hosts=sorted(touched | changed))
+    lineage.build(con, hosts=sorted(touched | changed), marks=marks)
     for name in ("_new", "_new_events", "_changed", "_scope", "_delta"):
         con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -111,6 +111,11 @@ class Marks:
     parents: dict[str, tuple[str, ...]]  # group -> image globs
     children: tuple[str, ...]
 
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(repr((self.rules, sorted(self.parents.items()), self.children)).encode()).hexdigest()[:16]
+
 
 class MarksError(ValueError):
     pass
@@ -672,6 +677,12 @@ _ELEVATION = {"%%1936": "full token (UAC off or built-in administrator)", "%%193
               "%%1938": "limited"}
 _LABELS = {"S-1-16-0": "untrusted", "S-1-16-4096": "low", "S-1-16-8192": "medium", "S-1-16-8448": "medium plus",
            "S-1-16-12288": "high", "S-1-16-16384": "system", "S-1-16-20480": "protected process"}
+
+
+def marks_problem(cur: Cursor) -> str | None:
+    """What was wrong with the user's marks file when the processes were last built (None: nothing)."""
+    rows = cur.execute("SELECT value FROM meta WHERE key = 'process_marks_error'").fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 def hosts(cur: Cursor) -> list[tuple[str, int]]:

@@ -143,3 +143,27 @@ def test_the_ancestry_line_names_each_image_up_to_the_root(cur: Any) -> None:
     line = lineage.ancestry_line(cur, int(row["node"]))
     assert line.split(" → ")[-1].startswith("rundll32.exe C:\\Windows\\System32\\comsvcs.dll")
     assert line.split(" → ")[:3] == ["userinit.exe", "explorer.exe", "cmd.exe"]
+
+
+def test_a_changed_user_marks_file_rebuilds_the_marks_when_the_case_is_next_opened(
+        case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    copy = tmp_path / "case.duckdb"
+    shutil.copy(case_path, copy)
+    mine = tmp_path / "process_marks.toml"
+    monkeypatch.setattr(lineage, "user_marks_path", lambda: mine)
+    mine.write_text('[[mark]]\nimage = "explorer.exe"\nreason = "explorer, as a test"\n', encoding="utf-8")
+    with Case(copy) as case:
+        assert not derived.stale(case.con)
+        marks = [r[0] for r in case.con.execute(
+            "SELECT marks FROM processes WHERE lower(image) LIKE '%\\explorer.exe'").fetchall()]
+    assert marks and all("explorer, as a test" in m for m in marks)
+    # A broken file: the case still opens, with the project's marks, and says what was wrong.
+    mine.write_text('[[mark]]\nimage = "explorer.exe"\n', encoding="utf-8")
+    with Case(copy) as case:
+        marks = [r[0] for r in case.con.execute(
+            "SELECT marks FROM processes WHERE lower(image) LIKE '%\\explorer.exe'").fetchall()]
+        error = case.con.execute("SELECT value FROM meta WHERE key = ?", [derived.MARKS_ERROR_KEY]).fetchall()
+    assert marks and not any("explorer, as a test" in m for m in marks)
+    assert error and str(mine) in error[0][0] and "needs image and reason" in error[0][0]

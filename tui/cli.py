@@ -550,6 +550,9 @@ def cmd_tree(args: argparse.Namespace) -> int:
                          f"(`ashiato {args.case}` or `ashiato ingest`) to build it ({exc})") from exc
     if args.limit:
         rows = rows[: args.limit]
+    problem = lineage.marks_problem(cur)
+    if problem:
+        print(f"ashiato: the process marks file was not used ({problem}); the project's marks were", file=sys.stderr)
     buffer = io.StringIO() if out_path else None
     with contextlib.redirect_stdout(buffer) if buffer is not None else contextlib.nullcontext():
         if args.format == "text":

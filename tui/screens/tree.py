@@ -124,10 +124,14 @@ class ProcessTreeScreen(Screen[None]):
             with self.session.busy("process tree") as (cur, _job):
                 chain = lineage.ancestors(cur, node)
                 kids = lineage.children_of_many(cur, [r["node"] for r in chain], CHUNK)
+                problem = lineage.marks_problem(cur) if first else None
         except Exception as exc:
             self.app.call_from_thread(self._failed, f"process tree failed: {exc}")
             return
         self.app.call_from_thread(self._show_chain, chain, kids, first)
+        if problem:
+            self.app.call_from_thread(self.notify, f"process marks file not used: {problem}", severity="warning",
+                                      markup=False, timeout=10)
 
     def _failed(self, message: str) -> None:
         self.tree.pending = max(0, self.tree.pending - 1)
