@@ -124,3 +124,54 @@ def test_s_then_enter_in_a_real_terminal_follows_an_rdp_session_to_its_events(tm
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+PANACHE = SHARED_CORPUS / "evtx" / "evtx-attack-samples" / "AutomatedTestingTools" / "PanacheSysmon_vs_AtomicRedTeam01.evtx"
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.skipif(not PANACHE.is_file(), reason=f"{PANACHE} is absent (../shared/corpus)")
+def test_t_in_a_real_terminal_opens_the_tree_of_the_process_that_opened_lsass(tmp_path: Path) -> None:
+    from engine import Case, lineage
+    from engine.ingest import ingest
+
+    case_path = tmp_path / "panache.duckdb"
+    with Case(case_path) as case:
+        ingest(case, [str(PANACHE)])
+        opener = lineage.query(case.cursor(), "mark:lsass")[0]
+        chain = lineage.ancestry_line(case.cursor(), int(opener["node"]))
+    program = Path(sys.executable).parent / "ashiato"
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "tui.cli"]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "TZ": "UTC", "TERM": "xterm-256color", "NO_COLOR": "1"}
+    shell = " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join([*command, str(case_path)])
+    session = f"ashiato-e2e-{uuid.uuid4().hex[:8]}"
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT), shell)
+    try:
+        _wait_for(session, lambda s: "time (UTC)" in s)
+        _tmux("send-keys", "-t", session, ":")
+        _wait_for(session, lambda s: "filter" in s.lower())
+        _tmux("send-keys", "-t", session, "-l", "eid:10 target_image:lsass.exe")
+        _tmux("send-keys", "-t", session, "Enter")
+        _wait_for(session, lambda s: "lsass.exe" in s and "eid:10" in s)
+        _tmux("send-keys", "-t", session, "T")
+        screen = _wait_for(session, lambda s: "process tree" in s and "opened lsass.exe" in s)
+        assert "marked below" in screen, screen
+        _tmux("send-keys", "-t", session, "a")
+        last_image = chain.split(" → ")[-1].split()[0]
+        screen = _wait_for(session, lambda s: " → " in s and last_image in s.splitlines()[-1] + s.splitlines()[-2])
+        _tmux("send-keys", "-t", session, "Enter")
+        screen = _wait_for(session, lambda s: "parent link" in s)
+        assert "opened lsass.exe" in screen, screen
+        for _ in range(3):
+            _tmux("send-keys", "-t", session, "q")
+            time.sleep(0.3)
+        _tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 10
+        while _alive(session):
+            assert time.monotonic() < deadline, "ashiato did not quit"
+            _tmux("send-keys", "-t", session, "q")
+            time.sleep(0.3)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -8,13 +8,17 @@ are loaded. Labels are `Text` built from escaped strings (tui.tree_text), never 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
@@ -73,11 +77,45 @@ def label(row: dict[str, Any]) -> Text:
     return text
 
 
+def info(row: dict[str, Any]) -> Text:
+    """The focused process in full, for the lines under the tree."""
+    text = Text()
+    marks = row.get("marks") or []
+    if marks:
+        text.append(" ! " + escape("; ".join(marks)) + "\n", style="bold red")
+    note = tree_text.link_note(row)
+    if note:
+        text.append(" " + escape(note) + "\n", style="italic")
+    text.append(" " + escape(row.get("command_line") or row.get("image") or "", limit=400))
+    return text
+
+
 class ProcessTree(Tree[Any], inherit_bindings=False):
     """A Tree whose keys all come from the screen's keymap; `pending` counts loads in flight."""
 
-    DEFAULT_CSS = "ProcessTree { height: 1fr; }"
+    # Without colour the theme's guide colour reads as transparent and Textual hides the guides:
+    # they get a plain ANSI colour instead (the NO_COLOR filter then drops it, the lines stay).
+    DEFAULT_CSS = """
+    ProcessTree { height: 1fr; overflow-x: hidden; }
+    ProcessTree.-plain > .tree--guides, ProcessTree.-plain > .tree--guides-hover,
+    ProcessTree.-plain > .tree--guides-selected { color: ansi_white; }
+    """
     pending = 0
+
+    def on_mount(self) -> None:
+        if os.environ.get("NO_COLOR"):
+            self.add_class("-plain")
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if not os.environ.get("NO_COLOR") or self.scroll_offset.y + y != self.cursor_line:
+            return strip
+        # Without colour the cursor line is shown in reverse and marked in text, as the lists are
+        # (a terminal redrawing only changed cells can lose the reverse).
+        segments = list(strip.apply_style(Style(reverse=True)))
+        if segments and segments[0].text:
+            segments[0] = Segment(">" + segments[0].text[1:], segments[0].style)
+        return Strip(segments, strip.cell_length)
 
 
 class ProcessTreeScreen(Screen[None]):
@@ -204,6 +242,12 @@ class ProcessTreeScreen(Screen[None]):
                 ("subtree_events", "subtree's events"), ("help", "help")))
             title.append("\n " + hints, style="dim")
         self.query_one("#tree-title", Static).update(title)
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Any]) -> None:
+        # The whole of the focused process under the tree: at 80 columns its label is cut.
+        item = event.node.data
+        if isinstance(item, ProcessItem):
+            self.query_one("#tree-info", Static).update(info(item.row))
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Any]) -> None:
         item = event.node.data
