@@ -350,8 +350,8 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
         WITH counts AS (
             SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
                    count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
-                   list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
-                       WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL) AS lsass_masks,
+                   list_sort(list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
+                       WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL)) AS lsass_masks,
                    count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
             FROM _pe pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node),
         named AS (

@@ -154,7 +154,7 @@ def test_t_in_a_real_terminal_opens_the_tree_of_the_process_that_opened_lsass(tm
         _wait_for(session, lambda s: "filter" in s.lower())
         _tmux("send-keys", "-t", session, "-l", "eid:10 target_image:lsass.exe")
         _tmux("send-keys", "-t", session, "Enter")
-        _wait_for(session, lambda s: "lsass.exe" in s and "eid:10" in s)
+        _wait_for(session, lambda s: "filters: eid:10 target_image:lsass.exe" in s)
         _tmux("send-keys", "-t", session, "T")
         screen = _wait_for(session, lambda s: "process tree" in s and "opened lsass.exe" in s)
         assert "marked below" in screen, screen
