@@ -415,3 +415,36 @@ def test_the_ingest_report_shows_file_names_escaped(tmp_path: Path, capsys: pyte
     evil.write_text("not a log\n")
     _, out, err = run(capsys, "ingest", str(tmp_path / "case.duckdb"), str(evil), "--quiet")
     assert "\x1b" not in err + out and "␛]0;PWNED\\x07.txt" in err
+
+
+def test_an_evidence_file_given_as_the_case_says_what_it_is_and_what_was_meant(
+        case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    evidence = tmp_path / "events.jsonl"
+    before = evidence.read_bytes()
+    code, _, err = run(capsys, "query", str(evidence), "eid:4625")
+    assert code == 2 and "is JSON, not a case" in err and f"ashiato ingest CASE.duckdb {evidence}" in err
+    # Swapped ingest arguments: the evidence is neither opened as a case nor changed.
+    code, _, err = run(capsys, "ingest", str(evidence), str(tmp_path / "new.duckdb"))
+    assert code == 2 and "the case comes first" in err
+    assert evidence.read_bytes() == before and not (tmp_path / "new.duckdb").exists()
+
+
+def test_export_never_replaces_a_file_unless_forced(case: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "old.csv"
+    out.write_text("a 37 MB export\n")
+    code, _, err = run(capsys, "export", str(case), "", "--format", "csv", "-o", str(out))
+    assert code == 2 and "--force" in err and out.read_text() == "a 37 MB export\n"
+    code, _, _ = run(capsys, "export", str(case), "", "--format", "csv", "-o", str(out), "--force")
+    assert code == 0 and out.read_text() != "a 37 MB export\n"
+
+
+def test_sources_keep_the_absolute_path_of_a_file_given_relative(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import duckdb
+
+    write_jsonl(tmp_path / "rel.jsonl", _events())
+    monkeypatch.chdir(tmp_path)
+    assert main(["ingest", "case.duckdb", "rel.jsonl", "--quiet"]) == 0
+    con = duckdb.connect(str(tmp_path / "case.duckdb"), read_only=True)
+    assert con.execute("SELECT path FROM sources").fetchall() == [(str(tmp_path / "rel.jsonl"),)]

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), default="parquet")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--marked", action="store_true", help="only events marked in the TUI")
+    p.add_argument("--force", action="store_true", help="replace the --output file if it exists")
 
     p = sub.add_parser("sessions", help="logon sessions (host, boot, LogonId), newest activity first")
     p.add_argument("case")
@@ -196,6 +197,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from engine import Case, CaseError
     from engine.ingest import ingest
 
+    if Path(args.case).exists():
+        # The case comes first: `ingest logs.evtx case.duckdb` must not try to open the evidence.
+        problem = _not_a_case(args.case)
+        if problem:
+            raise _UserError(problem)
     try:
         case = Case(args.case)
     except CaseError as exc:
@@ -258,6 +264,14 @@ def _print_ingest_report(report: Any) -> None:
 
 
 # -- stats --------------------------------------------------------------------------------------------
+def _shown_path(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive
+        return path
+    return relative if len(relative) < len(path) and not relative.startswith("../..") else path
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     cur = _open_read_only(args.case)
     summary = cur.execute("""SELECT count(*), min(ts) FILTER (WHERE ts > TIMESTAMP '1601-01-02'), max(ts),
@@ -291,6 +305,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     _print_table(con, "Sources", src, Table, Text)
     bad = _dicts(cur.execute("""SELECT path, records, skipped, first_error FROM sources
                                 WHERE skipped > 0 OR first_error IS NOT NULL ORDER BY path"""))
+    for row in bad:  # stored absolute; shown relative to here when that is shorter
+        row["path"] = _shown_path(row["path"])
     if bad:
         _print_table(con, "Skipped or damaged (see ingest_errors for each location)", bad, Table, Text)
     return 0
@@ -388,6 +404,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from engine import views
     from engine.filters import FilterError
 
+    _writer(args)  # refuses to replace an existing file without --force
     cur = _open_read_only(args.case)
     try:
         n = views.export(cur, args.filter, args.output, args.format, marked_only=args.marked)
@@ -704,9 +721,30 @@ def _is_case(path: str) -> bool:
 
 
 # -- output helpers -------------------------------------------------------------------------------
+def _not_a_case(path: str) -> str | None:
+    """Why `path` cannot be a case, in a responder's words, or None when it may be one."""
+    p = Path(path)
+    if not p.exists():
+        return f"{path}: no such case file (make one with `ashiato ingest {path} EVIDENCE…`)"
+    if p.is_dir():
+        return (f"{path} is a directory, not a case: to explore the logs in it, `ashiato {path}` (ingests them "
+                f"into ./ashiato-case.duckdb) or `ashiato ingest CASE.duckdb {path}`")
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if head[8:12] == b"DUCK":
+        return None
+    kind = ("an EVTX log" if head.startswith(b"ElfFile") else "gzip data" if head.startswith(b"\x1f\x8b")
+            else "JSON" if head.lstrip()[:1] in (b"{", b"[") else "not a DuckDB file")
+    return (f"{path} is {kind}, not a case: cases are made by `ashiato ingest CASE.duckdb {path}` "
+            f"(the case comes first), then `ashiato query CASE.duckdb …`")
+
+
 def _open_read_only(path: str) -> Any:
     from engine import Case, CaseError
 
+    problem = _not_a_case(path)
+    if problem:
+        raise _UserError(problem)
     try:
         case = Case(path, read_only=True)
         if case.needs_repair():

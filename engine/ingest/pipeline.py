@@ -700,12 +700,13 @@ def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File], *, parti
                 f.damage.note(None, f"{n} events of {host or 'an unnamed host'} are timed by TimeCreated as written: "
                                     "this export's TimeCreated can be the collector's local time marked as UTC, "
                                     f"and no Sysmon UtcTime came before them to learn the offset from{shifted}")
-        rows.append([f.source_id, str(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
+        # Stored absolute: a path as typed means nothing once the case is opened elsewhere.
+        rows.append([f.source_id, str(f.evidence.path.absolute()), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
                      f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3), now,
                      f is not partial])
         if f is partial:
             continue
-        errors += [[f.source_id, str(f.evidence.path), p.location, p.message] for p in f.damage.problems]
+        errors += [[f.source_id, str(f.evidence.path.absolute()), p.location, p.message] for p in f.damage.problems]
         status: Literal["ingested", "skipped"] = "ingested" if (f.stored or f.duplicates or (
             f.kind == "evtx" and f.seen)) else "skipped"
         f.result = FileResult(
