@@ -149,10 +149,20 @@ def test_query_table_shows_the_columns_and_the_rows(case: Path, capsys: pytest.C
     monkeypatch.setenv("COLUMNS", "200")  # not a terminal: the table is laid out this wide
     code, out, err = run(capsys, "query", str(case), "eid:4624", "--format", "table")
     assert code == 0
-    for name in ("ts", "host", "channel", "event_id", "summary"):
-        assert name in out
-    assert "alice" in out and "2020-09-20 10:00:01" in out
-    assert "2 row(s)" in err
+    header, *lines = out.splitlines()
+    assert header.split() == ["time", "host", "channel", "id", "summary", "user", "process"]
+    assert len(lines) == 2 and all("2020-09-20 10:00:0" in line and " 4624 " in line for line in lines)
+    assert "alice" in out and "2 row(s)" in err
+    # At 80 columns: one line an event, time, host, id and summary kept, the internal eid never.
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys, "query", str(case), "eid:4624", "--format", "table")
+    header, *lines = out.splitlines()
+    assert len(lines) == 2 and all(len(line) <= 80 for line in out.splitlines())
+    assert {"time", "host", "id", "summary"} <= set(header.split()) and "eid" not in header.split()
+    assert all("2020-09-20 10:00:0" in line for line in lines)
+    # Asked for, the columns are the ones named.
+    code, out, _ = run(capsys, "query", str(case), "eid:4624", "--format", "table", "--columns", "ts,eid")
+    assert "eid" in out
 
 
 def test_a_query_cut_by_its_limit_says_more_events_match(case: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -350,7 +350,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     except duckdb.Error as exc:
         raise _UserError(f"query failed: {exc}") from exc
     more = limit is not None and len(rows) > args.limit
-    _emit(rows[:args.limit] if more else rows, columns, args.format, events=True)
+    shown = rows[:args.limit] if more else rows
+    if args.format == "table" and not args.columns:
+        # Read like the timeline: one line an event, its columns by the same priority at this
+        # width (time, id, host, summary first); internal ids only when asked for (--columns).
+        from tui.widgets.columns import DEFAULT_COLUMNS
+        from tui.widgets.rows import EventRows
+
+        _print_layout(shown, DEFAULT_COLUMNS, EventRows({}).cell)
+    else:
+        _emit(shown, columns, args.format, events=True)
     if more:
         print(f"the first {args.limit} matching events; more match (--limit 0 prints all, "
               f"--offset {args.offset + args.limit} the next page)", file=sys.stderr)
