@@ -335,11 +335,20 @@ def _link_events(cur: Cursor, h: str) -> None:
 def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
     kinds = ",\n".join(f"count(*) FILTER (WHERE pe.role = 'actor' AND ({cond})) AS {name}"
                        for name, cond in _KINDS.items())
-    # Marks by image name (and command line), and by parent: a data table the SQL joins.
-    cur.execute("CREATE OR REPLACE TEMP TABLE _mark_rules (pattern VARCHAR, args VARCHAR, reason VARCHAR)")
-    if marks.rules:
-        cur.executemany("INSERT INTO _mark_rules VALUES (?, ?, ?)",
-                        [[_like(g), a, r] for g, a, r in marks.rules])
+    # Marks by image name (and command line): one CASE a rule, its pattern a bound parameter, so
+    # each regular expression is compiled once (joined to a table of rules, it was compiled for
+    # every process it was tried on: 2 s for 10,000 processes). By parent: a table the SQL joins.
+    cases: list[str] = []
+    rule_params: list[Any] = []
+    for glob, args, reason in marks.rules:
+        cond = "nm.name LIKE ? ESCAPE '\\'"
+        rule_params.append(_like(glob))
+        if args is not None:
+            cond += " AND regexp_matches(nm.cmd, ?, 'i')"
+            rule_params.append(args)
+        cases.append(f"CASE WHEN {cond} THEN ? END")
+        rule_params.append(reason)
+    rule_list = f"[{', '.join(cases)}]::VARCHAR[]" if cases else "[]::VARCHAR[]"
     cur.execute("CREATE OR REPLACE TEMP TABLE _mark_parents (grp VARCHAR, pattern VARCHAR)")
     rows = [[g, _like(p)] for g, pats in marks.parents.items() for p in pats]
     if rows:
@@ -359,8 +368,8 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                    regexp_extract(lower(coalesce(n.parent_image, '')), '[^\\\\/]*$') AS parent_name
             FROM _ended n),
         by_rule AS (
-            SELECT nm.node, r.reason FROM named nm JOIN _mark_rules r ON nm.name LIKE r.pattern ESCAPE '\\'
-            WHERE r.args IS NULL OR regexp_matches(nm.cmd, r.args, 'i')),
+            SELECT node, unnest(reasons) AS reason FROM (
+                SELECT nm.node, list_filter({rule_list}, lambda x: x IS NOT NULL) AS reasons FROM named nm)),
         by_parent AS (
             SELECT nm.node, 'started by ' || replace(min(p.grp), '_', ' ') || ' ' || nm.parent_name
                    || ', which usually starts no ' || nm.name AS reason
@@ -394,7 +403,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
         LEFT JOIN boots b ON b.host = n.host AND b.boot = n.boot
         LEFT JOIN counts c ON c.node = n.node LEFT JOIN reasons r ON r.node = n.node
         LEFT JOIN kids k ON k.node = n.node
-        ORDER BY n.host, n.start, n.node""")
+        ORDER BY n.host, n.start, n.node""", rule_params)
     cur.execute("INSERT INTO process_events SELECT eid, node, role FROM _pe")
     # How many marked processes each one has below it: walk up from the marked ones (few).
     h = "AND host IN (SELECT host FROM _lineage_hosts)" if scoped else ""
@@ -406,7 +415,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
             WHERE p.parent IS NOT NULL AND up.depth < 10000)
         SELECT anc AS node, count(DISTINCT marked) AS n FROM up GROUP BY anc""")
     cur.execute("UPDATE processes SET subtree_marks = b.n FROM _below b WHERE b.node = processes.node")
-    for name in ("_below", "_mark_rules", "_mark_parents", "_mark_children"):
+    for name in ("_below", "_mark_parents", "_mark_children"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
