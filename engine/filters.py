@@ -67,6 +67,16 @@ _NUMERIC = {"INTEGER", "BIGINT", "UBIGINT", "UINTEGER", "SMALLINT"}
 DOCUMENTS = "FROM event_data d WHERE"
 
 
+def column_types(ddl: str) -> dict[str, str]:
+    """Column → SQL type of a derived table, read from its CREATE TABLE statement (one column a line)."""
+    types: dict[str, str] = {}
+    for line in ddl.splitlines()[1:-1]:
+        m = re.match(r'\s*"?(\w+)"?\s+([A-Z]+(?:\[\])?)', line)
+        if m:
+            types[m.group(1)] = m.group(2)
+    return types
+
+
 @dataclass(frozen=True)
 class Table:
     """What a filter is compiled over: the columns of a table read as `e`, their aliases, and how

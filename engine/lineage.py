@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from . import boots
+from .filters import column_types
 
 Cursor = duckdb.DuckDBPyConnection
 VERSION = "1"
@@ -704,16 +705,7 @@ def total(cur: Cursor) -> int:
 
 
 # -- the filter language over processes -------------------------------------------------------------
-def _process_types() -> dict[str, str]:
-    types: dict[str, str] = {}
-    for line in DDL[0].splitlines()[1:-1]:
-        m = re.match(r'\s*"?(\w+)"?\s+([A-Z]+(?:\[\])?)', line)
-        if m:
-            types[m.group(1)] = m.group(2)
-    return types
-
-
-PROCESS_TYPES = _process_types()
+PROCESS_TYPES = column_types(DDL[0])
 
 
 def _processes_table() -> Any:

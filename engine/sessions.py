@@ -28,6 +28,7 @@ import duckdb
 
 from . import boots
 from .decode import LOGON_TYPES, SENSITIVE_PRIVILEGES
+from .filters import column_types
 
 Cursor = duckdb.DuckDBPyConnection
 
@@ -539,18 +540,7 @@ def get(cur: Cursor, key: SessionKey) -> dict[str, Any] | None:
 
 
 # -- the filter language over sessions --------------------------------------------------------------
-def _session_types() -> dict[str, str]:
-    import re
-
-    types: dict[str, str] = {}
-    for line in DDL[0].splitlines()[1:-1]:
-        m = re.match(r'\s*"?(\w+)"?\s+([A-Z]+(?:\[\])?)', line)
-        if m:
-            types[m.group(1)] = m.group(2)
-    return types
-
-
-SESSION_TYPES = _session_types()
+SESSION_TYPES = column_types(DDL[0])
 
 
 def _sessions_table() -> Any:

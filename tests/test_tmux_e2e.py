@@ -79,6 +79,27 @@ def _alive(session: str) -> bool:
     return subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0
 
 
+def _start(tmp_path: Path, case_path: Path, width: int, height: int) -> str:
+    """`ashiato CASE` in a new tmux session (UTC, NO_COLOR, a private config); its name."""
+    program = Path(sys.executable).parent / "ashiato"
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "tui.cli"]
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
+           "TZ": "UTC", "TERM": "xterm-256color", "NO_COLOR": "1"}
+    shell = " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join([*command, str(case_path)])
+    session = f"ashiato-e2e-{uuid.uuid4().hex[:8]}"
+    _tmux("new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), "-c", str(ROOT), shell)
+    return session
+
+
+def _quits_on_q(session: str, presses: int) -> None:
+    for _ in range(presses):
+        _tmux("send-keys", "-t", session, "q")
+    deadline = time.monotonic() + 10
+    while _alive(session):
+        assert time.monotonic() < deadline, f"ashiato did not quit on q x{presses}"
+        time.sleep(0.1)
+
+
 RDP_TUNNEL = SHARED_CORPUS / "evtx" / "evtx-attack-samples" / "Command and Control" / "DE_RDP_Tunneling_4624.evtx"
 
 
@@ -94,13 +115,7 @@ def test_s_then_enter_in_a_real_terminal_follows_an_rdp_session_to_its_events(tm
         ingest(case, [str(RDP_TUNNEL)])
         rdp = sessions.query(case.cursor(), "type:10")
     assert rdp
-    program = Path(sys.executable).parent / "ashiato"
-    command = [str(program)] if program.exists() else [sys.executable, "-m", "tui.cli"]
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
-           "TZ": "UTC", "TERM": "xterm-256color", "NO_COLOR": "1"}
-    shell = " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join([*command, str(case_path)])
-    session = f"ashiato-e2e-{uuid.uuid4().hex[:8]}"
-    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT), shell)
+    session = _start(tmp_path, case_path, 80, 24)
     try:
         _wait_for(session, lambda s: "time (UTC)" in s)
         _tmux("send-keys", "-t", session, "s")
@@ -116,12 +131,7 @@ def test_s_then_enter_in_a_real_terminal_follows_an_rdp_session_to_its_events(tm
         first = rdp[0]
         screen = _wait_for(session, lambda s: "session:" in s and re.search(r"\s4624\s", s))
         assert first["user"] in screen, screen
-        _tmux("send-keys", "-t", session, "q")
-        _tmux("send-keys", "-t", session, "q")
-        deadline = time.monotonic() + 10
-        while _alive(session):
-            assert time.monotonic() < deadline, "ashiato did not quit on q, q"
-            time.sleep(0.1)
+        _quits_on_q(session, 2)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
@@ -141,13 +151,7 @@ def test_t_in_a_real_terminal_opens_the_tree_of_the_process_that_opened_lsass(tm
         ingest(case, [str(PANACHE)])
         opener = lineage.query(case.cursor(), "mark:lsass")[0]
         chain = lineage.ancestry_line(case.cursor(), int(opener["node"]))
-    program = Path(sys.executable).parent / "ashiato"
-    command = [str(program)] if program.exists() else [sys.executable, "-m", "tui.cli"]
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state"),
-           "TZ": "UTC", "TERM": "xterm-256color", "NO_COLOR": "1"}
-    shell = " ".join(f"{k}={v}" for k, v in env.items()) + " " + " ".join([*command, str(case_path)])
-    session = f"ashiato-e2e-{uuid.uuid4().hex[:8]}"
-    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(ROOT), shell)
+    session = _start(tmp_path, case_path, 80, 24)
     try:
         _wait_for(session, lambda s: "time (UTC)" in s)
         _tmux("send-keys", "-t", session, ":")
@@ -164,14 +168,7 @@ def test_t_in_a_real_terminal_opens_the_tree_of_the_process_that_opened_lsass(tm
         _tmux("send-keys", "-t", session, "Enter")
         screen = _wait_for(session, lambda s: "parent link" in s)
         assert "opened lsass.exe" in screen, screen
-        for _ in range(3):
-            _tmux("send-keys", "-t", session, "q")
-            time.sleep(0.3)
-        _tmux("send-keys", "-t", session, "q")
-        deadline = time.monotonic() + 10
-        while _alive(session):
-            assert time.monotonic() < deadline, "ashiato did not quit"
-            _tmux("send-keys", "-t", session, "q")
-            time.sleep(0.3)
+        # Back from the process, the tree, the filtered timeline, then quit.
+        _quits_on_q(session, 4)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
