@@ -276,3 +276,27 @@ def test_the_ingest_summary_counts_what_could_not_be_read_apart_from_what_is_no_
     ], unreadable=["Logs/private: cannot list this directory (Permission denied); its files are not read"])
     text = _summary(report, None)
     assert "1 not event logs" in text and "2 file(s) or folder(s) could not be read" in text
+
+
+def test_a_filter_longer_than_the_status_line_keeps_its_newest_terms() -> None:
+    import asyncio
+
+    from textual.app import App, ComposeResult
+
+    from tui.widgets.status import StatusBar
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StatusBar()
+
+    async def main() -> None:
+        app = One()
+        async with app.run_test(size=(80, 5)) as pilot:
+            bar = app.query_one(StatusBar)
+            terms = " ".join(f"host:WORKSTATION{i:02d}" for i in range(12)) + " user:newest"
+            bar.update_view(title="", filters=terms, enabled=True, count=3, total=10, first=None, last=None)
+            await pilot.pause()
+            top = bar.render().plain.splitlines()[0]
+            assert top.endswith("user:newest") and "…" in top and len(top) <= 80
+
+    asyncio.run(main())

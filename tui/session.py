@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,6 +23,17 @@ from engine import Case, views
 from engine.filters import Compiled, Compiler, FilterError
 
 Cursor = duckdb.DuckDBPyConnection
+
+
+def shown_path(path: str, base: Path) -> str:
+    """`path` relative to `base` when it is below it, else as stored."""
+    try:
+        return str(Path(path).relative_to(base.resolve()))
+    except ValueError:
+        try:
+            return str(Path(path).relative_to(base))
+        except ValueError:
+            return path
 
 
 @dataclass
@@ -65,6 +77,14 @@ class Session:
             yield cur
         finally:
             cur.close()
+
+    def detail(self, cur: Cursor, eid: int) -> dict[str, Any] | None:
+        """`views.detail`, its source path shown from the case's folder when the file is below it
+        (stored absolute; a case usually sits beside its evidence)."""
+        d = views.detail(cur, eid)
+        if d is not None and d.get("path"):
+            d["path"] = shown_path(str(d["path"]), self.case.path.parent)
+        return d
 
     @contextmanager
     def busy(self, label: str) -> Iterator[tuple[Cursor, Job]]:

@@ -11,8 +11,6 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Static
 
-from engine import views
-
 from ..safe_text import escape
 from ..session import Session
 from ..widgets.detail import DetailView
@@ -62,7 +60,7 @@ class DetailScreen(Screen[None]):
     def _fetch(self, serial: int, eid: int) -> None:
         try:
             with self.session.cursor() as cur:
-                d = views.detail(cur, eid)
+                d = self.session.detail(cur, eid)
         except Exception as exc:
             self.app.call_from_thread(self._loaded, serial, None, f"cannot read the event: {exc}")
             return

@@ -394,7 +394,7 @@ class TimelineScreen(Screen[None]):
     def _fetch_side(self, serial: int, eid: int) -> None:
         try:
             with self.session.cursor() as cur:
-                d = views.detail(cur, eid)
+                d = self.session.detail(cur, eid)
         except Exception:
             d = None
         self.app.call_from_thread(self._show_side, serial, eid, d)

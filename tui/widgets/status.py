@@ -57,7 +57,13 @@ class StatusBar(Widget):
         if self.filters:
             label = "filters: " if self.filters_enabled else "filters (off): "
             top.append(label, style="dim")
-            top.append(escape(self.filters, 2000), style="" if self.filters_enabled else "strike dim")
+            shown = escape(self.filters, 2000)
+            tag = len(escape(self.tag or "(marked)", 200)) + 7 if self.tag is not None else 0
+            room = width - top.cell_len - tag
+            if len(shown) > room > 8:
+                # Too long for the line: the newest terms (at the end) are the ones kept.
+                shown = "…" + shown[len(shown) - room + 1:]
+            top.append(shown, style="" if self.filters_enabled else "strike dim")
         elif not self.title:
             top.append("all events", style="dim")
         if self.tag is not None:
