@@ -1210,6 +1210,27 @@ def test_enter_shows_the_process_and_plus_minus_narrow_the_timeline_to_it_or_its
     drive(case_path, scenario)
 
 
+@covers("detail.tree")
+def test_t_in_the_event_view_opens_the_tree_at_its_process(case_path: Path) -> None:
+    from tui.screens.detail import DetailScreen
+    from tui.screens.tree import ProcessTreeScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        screen_of(app).apply_filter_text("image:rundll32.exe eid:1", "rundll32")
+        await settle(pilot)
+        await press(pilot, *keys_of("timeline.detail"))
+        assert isinstance(app.screen, DetailScreen)
+        await press(pilot, *keys_of("detail.tree"))
+        for _ in range(200):
+            if isinstance(app.screen, ProcessTreeScreen) and app.screen.ready:
+                break
+            await pilot.pause(0.02)
+        await settle(pilot)
+        assert isinstance(app.screen, ProcessTreeScreen) and _cursor_image(app.screen) == "rundll32.exe"
+
+    drive(case_path, scenario)
+
+
 @covers("tree.session", "process.session", "sessions.tree", "tree.search", "tree.next_match", "tree.previous_match")
 def test_s_goes_from_a_process_to_its_logon_session_and_back_to_its_tree(case_path: Path) -> None:
     from tui.screens.prompt import PromptScreen

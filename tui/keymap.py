@@ -153,6 +153,7 @@ ACTIONS: dict[str, dict[str, str]] = {
         "copy_value": "copy the focused value (OSC 52)",
         "next_event": "next event of the view",
         "previous_event": "previous event of the view",
+        "tree": "process tree at the process this event names",
         "back": "back to the timeline",
     },
     "histogram": {

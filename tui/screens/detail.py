@@ -123,6 +123,9 @@ class DetailScreen(Screen[None]):
         self.status_line.update(Text(f" copied {entry.name or 'value'} ({len(entry.copy):,} characters)",
                                      no_wrap=True))
 
+    def action_tree(self) -> None:
+        self.app.show_tree_of_event(self.eid)  # type: ignore[attr-defined]
+
     def action_back(self) -> None:
         self.dismiss(None)
 
