@@ -37,6 +37,7 @@ Cursor = duckdb.DuckDBPyConnection
 VERSION = "1"
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 MERGE_SECONDS = 2.0
+STORE_CHUNK = 100_000  # nodes stored per statement (their text is wide)
 DEFAULT_MARKS = Path(__file__).with_name("process_marks.toml")
 EDGES = ("guid", "merged", "pid+time", "unresolved")
 
@@ -191,14 +192,13 @@ def build(cur: Cursor, *, hosts: list[str] | None = None, marks: Marks | None = 
                     "WHERE host IN (SELECT host FROM _lineage_hosts))")
         cur.execute("DELETE FROM processes WHERE host IN (SELECT host FROM _lineage_hosts)")
     h = _hosts_clause("e.host", scoped)
-    # The process creations, in their epochs. Sysmon's UtcTime is when the process started.
+    # The process creations, in their epochs. Sysmon's UtcTime is when the process started. Narrow
+    # on purpose (no command lines): a million of them are sorted and joined below, in 512 MB; the
+    # text is read from `events` by eid when the rows are stored.
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _pc AS SELECT * FROM {boots.boot_of_sql(f'''(
         SELECT e.eid, e.pos, e.host, coalesce(e.utc_time, e.ts) AS start, e.channel = '{SYSMON}' AS sysmon,
-               e.process_guid, e.process_pid AS pid, e.process_image AS image, lower(e.process_image) AS limage,
-               e.command_line, e.parent_guid, e.parent_pid, e.parent_image, e.parent_command_line,
-               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_user ELSE coalesce(e.target_user, e.subject_user) END AS u,
-               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_domain
-                    WHEN e.target_user IS NOT NULL THEN e.target_domain ELSE e.subject_domain END AS d,
+               e.process_guid, e.process_pid AS pid, lower(e.process_image) AS limage,
+               e.parent_guid, e.parent_pid, lower(e.parent_image) AS lparent,
                CASE WHEN e.channel = '{SYSMON}' THEN e.subject_logon_id
                     ELSE coalesce(nullif(e.target_logon_id, 0), e.subject_logon_id) END AS logon_id
         FROM events e
@@ -218,23 +218,23 @@ def build(cur: Cursor, *, hosts: list[str] | None = None, marks: Marks | None = 
              ranked AS (SELECT *, row_number() OVER (PARTITION BY t_eid ORDER BY gap, s_eid) AS rt,
                                row_number() OVER (PARTITION BY s_eid ORDER BY gap, t_eid) AS rs FROM pairs)
         SELECT s_eid, t_eid FROM ranked WHERE rt = 1 AND rs = 1""")
-    # The nodes: each Sysmon process once (a GUID logged twice keeps its first record), with the
-    # 4688 merged into it; then every 4688 left over.
+    # The nodes: each Sysmon process once (a GUID logged twice keeps its first record: an
+    # aggregate, which spills, where a window over the rows did not), with the 4688 merged into it;
+    # then every 4688 left over.
     cur.execute("""CREATE OR REPLACE TEMP TABLE _nodes AS
-        WITH s AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY host, coalesce(process_guid, eid::VARCHAR)
-                                                                 ORDER BY start, eid) AS rn FROM _pc WHERE sysmon)
-                   WHERE rn = 1)
-        SELECT s.eid AS node, s.host, s.boot, s.pos, s.process_guid, s.pid, s.image, s.limage,
-               coalesce(s.command_line, t.command_line) AS command_line,
-               coalesce(s.u, t.u) AS u, coalesce(s.d, t.d) AS d, coalesce(s.logon_id, t.logon_id) AS logon_id,
+        WITH first AS (SELECT arg_min(eid, {'s': start, 'e': eid}) AS eid FROM _pc WHERE sysmon
+                       GROUP BY host, process_guid),
+             s AS (SELECT * FROM _pc WHERE eid IN (SELECT eid FROM first))
+        SELECT s.eid AS node, s.host, s.boot, s.pos, s.process_guid, s.pid, s.limage,
+               coalesce(s.logon_id, t.logon_id) AS logon_id,
                s.start, s.parent_guid, coalesce(s.parent_pid, t.parent_pid) AS parent_pid,
-               coalesce(s.parent_image, t.parent_image) AS parent_image, s.parent_command_line,
+               coalesce(s.lparent, t.lparent) AS lparent,
                CASE WHEN t.eid IS NULL THEN ['sysmon1'] ELSE ['sysmon1', '4688'] END AS sources,
                s.eid AS sysmon_eid, t.eid AS security_eid
         FROM s LEFT JOIN _merge m ON m.s_eid = s.eid LEFT JOIN _pc t ON t.eid = m.t_eid
         UNION ALL
-        SELECT t.eid, t.host, t.boot, t.pos, NULL, t.pid, t.image, t.limage, t.command_line, t.u, t.d, t.logon_id,
-               t.start, NULL, t.parent_pid, t.parent_image, NULL, ['4688'], NULL, t.eid
+        SELECT t.eid, t.host, t.boot, t.pos, NULL, t.pid, t.limage, t.logon_id,
+               t.start, NULL, t.parent_pid, t.lparent, ['4688'], NULL, t.eid
         FROM _pc t WHERE NOT t.sysmon AND t.eid NOT IN (SELECT t_eid FROM _merge)""")
     # Exits: Sysmon 5 by GUID; 4689 to the latest start of its PID on the host and boot before it.
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _exit AS
@@ -287,12 +287,12 @@ def _link_parents(cur: Cursor) -> None:
                          || ', not the parent image this process names'
                     WHEN NOT guid_ok THEN 'PID ' || printf('0x%x', c_parent_pid) || ' was another Sysmon process'
                END
-        FROM (SELECT c.node, c.start AS c_start, c.parent_pid AS c_parent_pid, p.node AS p_node, p.image AS p_image,
+        FROM (SELECT c.node, c.start AS c_start, c.parent_pid AS c_parent_pid, p.node AS p_node, p.limage AS p_image,
                      p.exited AS p_exited,
-                     (c.parent_image IS NULL OR p.limage IS NULL OR lower(c.parent_image) = p.limage) AS image_ok,
+                     (c.lparent IS NULL OR p.limage IS NULL OR c.lparent = p.limage) AS image_ok,
                      (c.parent_guid IS NULL OR p.process_guid IS NULL) AS guid_ok,
                      p.node IS NOT NULL AND coalesce(p.exited >= c.start, TRUE)
-                         AND (c.parent_image IS NULL OR p.limage IS NULL OR lower(c.parent_image) = p.limage)
+                         AND (c.lparent IS NULL OR p.limage IS NULL OR c.lparent = p.limage)
                          AND (c.parent_guid IS NULL OR p.process_guid IS NULL) AS ok
               FROM (SELECT * FROM _ended WHERE node NOT IN (SELECT node FROM _parent)) c
               ASOF LEFT JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.pid = c.parent_pid
@@ -356,55 +356,85 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
         cur.executemany("INSERT INTO _mark_parents VALUES (?, ?)", rows)
     cur.execute("CREATE OR REPLACE TEMP TABLE _mark_children AS SELECT unnest(?::VARCHAR[]) AS name",
                 [list(marks.children)])
-    cur.execute(f"""INSERT INTO processes
-        WITH counts AS (
-            SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
-                   count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
-                   list_sort(list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
-                       WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL)) AS lsass_masks,
-                   count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
-            FROM _pe pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node),
-        named AS (
-            SELECT n.node, regexp_extract(n.limage, '[^\\\\/]*$') AS name, lower(coalesce(n.command_line, '')) AS cmd,
-                   regexp_extract(lower(coalesce(n.parent_image, '')), '[^\\\\/]*$') AS parent_name
-            FROM _ended n),
-        by_rule AS (
-            SELECT node, unnest(reasons) AS reason FROM (
-                SELECT nm.node, list_filter({rule_list}, lambda x: x IS NOT NULL) AS reasons FROM named nm)),
-        by_parent AS (
-            SELECT nm.node, 'started by ' || replace(min(p.grp), '_', ' ') || ' ' || nm.parent_name
-                   || ', which usually starts no ' || nm.name AS reason
-            FROM named nm JOIN _mark_parents p ON nm.parent_name LIKE p.pattern ESCAPE '\\'
-            WHERE nm.name IN (SELECT name FROM _mark_children) GROUP BY nm.node, nm.parent_name, nm.name),
-        reasons AS (
+    # The text of the nodes' events (image, command line, account, parent), read in one pass over
+    # `events` for just those eids.
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _etext AS
+        SELECT e.eid, e.process_image AS image, e.command_line, e.parent_image, e.parent_command_line,
+               e.subject_user, e.subject_domain, e.target_user, e.target_domain
+        FROM events e WHERE e.eid IN (SELECT sysmon_eid FROM _ended UNION ALL SELECT security_eid FROM _ended)""")
+    # Each node's own text: Sysmon's first (its command line and account are the process's); a
+    # 4688 names the new process's account when it logs one, else the creator's.
+    text = """(SELECT n.node,
+            coalesce(es.image, et.image) AS image,
+            coalesce(es.command_line, et.command_line) AS command_line,
+            CASE WHEN es.eid IS NOT NULL THEN es.subject_user ELSE coalesce(et.target_user, et.subject_user) END AS u,
+            CASE WHEN es.eid IS NOT NULL THEN es.subject_domain
+                 WHEN et.target_user IS NOT NULL THEN et.target_domain ELSE et.subject_domain END AS d,
+            coalesce(es.parent_image, et.parent_image) AS parent_image, es.parent_command_line
+        FROM _ended n LEFT JOIN _etext es ON es.eid = n.sysmon_eid LEFT JOIN _etext et ON et.eid = n.security_eid
+        WHERE n.node % ? = ?)"""
+    cur.execute("CREATE OR REPLACE TEMP TABLE _reasons (node BIGINT, marks VARCHAR[])")
+    # In chunks of nodes: the rows carry command lines, and a million of them joined at once did
+    # not fit in the engine's 512 MB.
+    n_nodes = int(cur.execute("SELECT count(*) FROM _ended").fetchall()[0][0])
+    chunks = max(1, -(-n_nodes // STORE_CHUNK))
+    for i in range(chunks):
+        cur.execute(f"""INSERT INTO _reasons
+            WITH named AS (
+                SELECT node, regexp_extract(lower(image), '[^\\\\/]*$') AS name, lower(coalesce(command_line, '')) AS cmd,
+                       regexp_extract(lower(coalesce(parent_image, '')), '[^\\\\/]*$') AS parent_name
+                FROM {text}),
+            by_rule AS (
+                SELECT node, unnest(reasons) AS reason FROM (
+                    SELECT nm.node, list_filter({rule_list}, lambda x: x IS NOT NULL) AS reasons FROM named nm)),
+            by_parent AS (
+                SELECT nm.node, 'started by ' || replace(min(p.grp), '_', ' ') || ' ' || nm.parent_name
+                       || ', which usually starts no ' || nm.name AS reason
+                FROM named nm JOIN _mark_parents p ON nm.parent_name LIKE p.pattern ESCAPE '\\'
+                WHERE nm.name IN (SELECT name FROM _mark_children) GROUP BY nm.node, nm.parent_name, nm.name)
             SELECT node, list(DISTINCT reason ORDER BY reason) AS marks FROM (
-                SELECT * FROM by_rule UNION ALL SELECT * FROM by_parent) GROUP BY node),
-        kids AS (SELECT parent AS node, count(*) AS children FROM _parent WHERE parent IS NOT NULL GROUP BY parent)
-        SELECT n.node, n.host, n.boot, n.process_guid, n.pid, n.image, n.command_line,
-               CASE WHEN n.d IS NOT NULL AND n.u IS NOT NULL THEN n.d || '\\' || n.u ELSE n.u END,
-               n.logon_id, n.start,
-               coalesce(n.exited, CASE WHEN b.end_reason IN ('shutdown', 'reboot') THEN b.end_ts END),
-               CASE WHEN n.exited IS NOT NULL THEN 'exit' ELSE coalesce(b.end_reason, 'open') END,
-               pr.parent, coalesce(n.parent_guid, p.process_guid), n.parent_pid,
-               coalesce(n.parent_image, p.image), coalesce(n.parent_command_line, p.command_line), p.start,
-               coalesce(pr.edge, 'unresolved'),
-               coalesce(pr.note, CASE WHEN coalesce(pr.edge, 'unresolved') = 'unresolved'
-                                      THEN 'the parent is not in the log' END),
-               n.sources, n.sysmon_eid, n.security_eid, coalesce(k.children, 0),
-               list_concat(coalesce(r.marks, []),
-                           CASE WHEN coalesce(c.lsass_access, 0) > 0
-                                THEN ['opened lsass.exe (' || array_to_string(coalesce(c.lsass_masks, []), ' ') || ')']
-                                ELSE [] END),
-               0,
-               coalesce(c.events, 0), coalesce(c.network, 0), coalesce(c.files, 0), coalesce(c.registry, 0),
-               coalesce(c.image_loads, 0), coalesce(c.dns, 0), coalesce(c.pipes, 0), coalesce(c.process_access, 0),
-               coalesce(c.lsass_access, 0), coalesce(c.lsass_masks, []), coalesce(c.accessed_by, 0)
-        FROM _ended n
-        LEFT JOIN _parent pr USING (node) LEFT JOIN _ended p ON p.node = pr.parent
-        LEFT JOIN boots b ON b.host = n.host AND b.boot = n.boot
-        LEFT JOIN counts c ON c.node = n.node LEFT JOIN reasons r ON r.node = n.node
-        LEFT JOIN kids k ON k.node = n.node
-        ORDER BY n.host, n.start, n.node""", rule_params)
+                SELECT * FROM by_rule UNION ALL SELECT * FROM by_parent) GROUP BY node""", [chunks, i, *rule_params])
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _counts AS
+        SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
+               count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
+               list_sort(list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
+                   WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL)) AS lsass_masks,
+               count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
+        FROM _pe pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node""")
+    for i in range(chunks):
+        cur.execute(f"""INSERT INTO processes
+            WITH kids AS (SELECT parent AS node, count(*) AS children FROM _parent WHERE parent IS NOT NULL GROUP BY parent),
+                 parents AS (SELECT pr.node, pr.parent, pr.edge, pr.note, p.process_guid, p.start,
+                                    coalesce(ps.image, pt.image) AS image,
+                                    coalesce(ps.command_line, pt.command_line) AS command_line
+                             FROM _parent pr JOIN _ended p ON p.node = pr.parent
+                             LEFT JOIN _etext ps ON ps.eid = p.sysmon_eid LEFT JOIN _etext pt ON pt.eid = p.security_eid
+                             WHERE pr.node % ? = ?)
+            SELECT n.node, n.host, n.boot, n.process_guid, n.pid, t.image, t.command_line,
+                   CASE WHEN t.d IS NOT NULL AND t.u IS NOT NULL THEN t.d || '\\' || t.u ELSE t.u END,
+                   n.logon_id, n.start,
+                   coalesce(n.exited, CASE WHEN b.end_reason IN ('shutdown', 'reboot') THEN b.end_ts END),
+                   CASE WHEN n.exited IS NOT NULL THEN 'exit' ELSE coalesce(b.end_reason, 'open') END,
+                   pp.parent, coalesce(n.parent_guid, pp.process_guid), n.parent_pid,
+                   coalesce(t.parent_image, pp.image), coalesce(t.parent_command_line, pp.command_line), pp.start,
+                   coalesce(pr.edge, 'unresolved'),
+                   coalesce(pr.note, CASE WHEN coalesce(pr.edge, 'unresolved') = 'unresolved'
+                                          THEN 'the parent is not in the log' END),
+                   n.sources, n.sysmon_eid, n.security_eid, coalesce(k.children, 0),
+                   list_concat(coalesce(r.marks, []),
+                               CASE WHEN coalesce(c.lsass_access, 0) > 0
+                                    THEN ['opened lsass.exe (' || array_to_string(coalesce(c.lsass_masks, []), ' ') || ')']
+                                    ELSE [] END),
+                   0,
+                   coalesce(c.events, 0), coalesce(c.network, 0), coalesce(c.files, 0), coalesce(c.registry, 0),
+                   coalesce(c.image_loads, 0), coalesce(c.dns, 0), coalesce(c.pipes, 0), coalesce(c.process_access, 0),
+                   coalesce(c.lsass_access, 0), coalesce(c.lsass_masks, []), coalesce(c.accessed_by, 0)
+            FROM _ended n JOIN {text} t USING (node)
+            LEFT JOIN _parent pr USING (node) LEFT JOIN parents pp ON pp.node = n.node
+            LEFT JOIN boots b ON b.host = n.host AND b.boot = n.boot
+            LEFT JOIN _counts c ON c.node = n.node LEFT JOIN _reasons r ON r.node = n.node
+            LEFT JOIN kids k ON k.node = n.node
+            WHERE n.node % ? = ?""", [chunks, i, chunks, i, chunks, i])
     cur.execute("INSERT INTO process_events SELECT eid, node, role FROM _pe")
     # How many marked processes each one has below it: walk up from the marked ones (few).
     h = "AND host IN (SELECT host FROM _lineage_hosts)" if scoped else ""
@@ -416,7 +446,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
             WHERE p.parent IS NOT NULL AND up.depth < 10000)
         SELECT anc AS node, count(DISTINCT marked) AS n FROM up GROUP BY anc""")
     cur.execute("UPDATE processes SET subtree_marks = b.n FROM _below b WHERE b.node = processes.node")
-    for name in ("_below", "_mark_parents", "_mark_children"):
+    for name in ("_below", "_mark_parents", "_mark_children", "_reasons", "_counts", "_etext"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
