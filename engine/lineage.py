@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ Cursor = duckdb.DuckDBPyConnection
 VERSION = "1"
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 MERGE_SECONDS = 2.0
-STORE_CHUNK = 100_000  # nodes stored per statement (their text is wide)
+STORE_CHUNK = 50_000  # nodes stored per statement (their text is wide)
 DEFAULT_MARKS = Path(__file__).with_name("process_marks.toml")
 EDGES = ("guid", "merged", "pid+time", "unresolved")
 
@@ -372,13 +373,20 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                  WHEN et.target_user IS NOT NULL THEN et.target_domain ELSE et.subject_domain END AS d,
             coalesce(es.parent_image, et.parent_image) AS parent_image, es.parent_command_line
         FROM _ended n LEFT JOIN _etext es ON es.eid = n.sysmon_eid LEFT JOIN _etext et ON et.eid = n.security_eid
-        WHERE n.node % ? = ?)"""
+        WHERE n.node IN (SELECT node FROM _rank WHERE rk >= ? AND rk < ?))"""
     cur.execute("CREATE OR REPLACE TEMP TABLE _reasons (node BIGINT, marks VARCHAR[])")
+    # Stored by (parent, start) ranges, a chunk at a time: a node's children are then in one or two
+    # row groups, which the table's zone maps find at once (expanding a node of a million-process
+    # case read every row group before).
+    cur.execute("""CREATE OR REPLACE TEMP TABLE _rank AS
+        SELECT n.node, row_number() OVER (ORDER BY pr.parent NULLS FIRST, n.start, n.node) - 1 AS rk
+        FROM _ended n LEFT JOIN _parent pr USING (node)""")
     # In chunks of nodes: the rows carry command lines, and a million of them joined at once did
     # not fit in the engine's 512 MB.
     n_nodes = int(cur.execute("SELECT count(*) FROM _ended").fetchall()[0][0])
     chunks = max(1, -(-n_nodes // STORE_CHUNK))
-    for i in range(chunks):
+    bounds = [(i * STORE_CHUNK, (i + 1) * STORE_CHUNK) for i in range(chunks)]
+    for lo, hi in bounds:
         cur.execute(f"""INSERT INTO _reasons
             WITH named AS (
                 SELECT node, regexp_extract(lower(image), '[^\\\\/]*$') AS name, lower(coalesce(command_line, '')) AS cmd,
@@ -393,7 +401,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                 FROM named nm JOIN _mark_parents p ON nm.parent_name LIKE p.pattern ESCAPE '\\'
                 WHERE nm.name IN (SELECT name FROM _mark_children) GROUP BY nm.node, nm.parent_name, nm.name)
             SELECT node, list(DISTINCT reason ORDER BY reason) AS marks FROM (
-                SELECT * FROM by_rule UNION ALL SELECT * FROM by_parent) GROUP BY node""", [chunks, i, *rule_params])
+                SELECT * FROM by_rule UNION ALL SELECT * FROM by_parent) GROUP BY node""", [lo, hi, *rule_params])
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _counts AS
         SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
                count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
@@ -401,7 +409,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                    WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL)) AS lsass_masks,
                count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
         FROM _pe pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node""")
-    for i in range(chunks):
+    for lo, hi in bounds:
         cur.execute(f"""INSERT INTO processes
             WITH kids AS (SELECT parent AS node, count(*) AS children FROM _parent WHERE parent IS NOT NULL GROUP BY parent),
                  parents AS (SELECT pr.node, pr.parent, pr.edge, pr.note, p.process_guid, p.start,
@@ -409,7 +417,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                                     coalesce(ps.command_line, pt.command_line) AS command_line
                              FROM _parent pr JOIN _ended p ON p.node = pr.parent
                              LEFT JOIN _etext ps ON ps.eid = p.sysmon_eid LEFT JOIN _etext pt ON pt.eid = p.security_eid
-                             WHERE pr.node % ? = ?)
+                             WHERE pr.node IN (SELECT node FROM _rank WHERE rk >= ? AND rk < ?))
             SELECT n.node, n.host, n.boot, n.process_guid, n.pid, t.image, t.command_line,
                    CASE WHEN t.d IS NOT NULL AND t.u IS NOT NULL THEN t.d || '\\' || t.u ELSE t.u END,
                    n.logon_id, n.start,
@@ -433,8 +441,8 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
             LEFT JOIN _parent pr USING (node) LEFT JOIN parents pp ON pp.node = n.node
             LEFT JOIN boots b ON b.host = n.host AND b.boot = n.boot
             LEFT JOIN _counts c ON c.node = n.node LEFT JOIN _reasons r ON r.node = n.node
-            LEFT JOIN kids k ON k.node = n.node
-            WHERE n.node % ? = ?""", [chunks, i, chunks, i, chunks, i])
+            LEFT JOIN kids k ON k.node = n.node JOIN _rank o ON o.node = n.node
+            WHERE o.rk >= ? AND o.rk < ?""", [lo, hi, lo, hi, lo, hi])
     cur.execute("INSERT INTO process_events SELECT eid, node, role FROM _pe")
     # How many marked processes each one has below it: walk up from the marked ones (few).
     h = "AND host IN (SELECT host FROM _lineage_hosts)" if scoped else ""
@@ -446,7 +454,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
             WHERE p.parent IS NOT NULL AND up.depth < 10000)
         SELECT anc AS node, count(DISTINCT marked) AS n FROM up GROUP BY anc""")
     cur.execute("UPDATE processes SET subtree_marks = b.n FROM _below b WHERE b.node = processes.node")
-    for name in ("_below", "_mark_parents", "_mark_children", "_reasons", "_counts", "_etext"):
+    for name in ("_below", "_mark_parents", "_mark_children", "_reasons", "_counts", "_etext", "_rank"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
@@ -508,23 +516,25 @@ def children(cur: Cursor, node: int, offset: int = 0, limit: int = 200) -> list[
                              [node, limit, offset]))
 
 
-def children_of_many(cur: Cursor, nodes: list[int], limit: int = 200) -> dict[int, list[dict[str, Any]]]:
-    """The first `limit` children of each of `nodes` (one query: the tree opening at a process
-    shows each ancestor's other children too)."""
+def children_of_many(cur: Cursor, chain: list[dict[str, Any]], limit: int = 200) -> dict[int, list[dict[str, Any]]]:
+    """The first `limit` children of each process of `chain` (an ancestry, root first), in one
+    query: the tree opening at a process shows each ancestor's other children too. The next
+    process of the chain is always among its parent's, even past the first `limit`."""
+    nodes = [int(r["node"]) for r in chain]
     if not nodes:
         return {}
-    rows = _rows(cur.execute("""SELECT * FROM processes WHERE list_contains(?::BIGINT[], parent)
-                                QUALIFY row_number() OVER (PARTITION BY parent ORDER BY start, node) <= ?""",
-                             [nodes, limit]))
+    # An IN list (not list_contains) lets the zone maps of the parent-ordered table skip row groups.
+    marks = ", ".join("?" for _ in nodes)
+    rows = _rows(cur.execute(f"""SELECT * FROM processes WHERE parent IN ({marks})
+                                 QUALIFY row_number() OVER (PARTITION BY parent ORDER BY start, node) <= ?""",
+                             [*nodes, limit]))
     out: dict[int, list[dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: (r["start"] is None, r["start"], r["node"])):
         out.setdefault(int(r["parent"]), []).append(r)
-    # A node on the way down may sit past its parent's first chunk: it is shown all the same.
-    wanted = set(nodes)
-    for r in _rows(cur.execute("SELECT * FROM processes WHERE list_contains(?::BIGINT[], node)", [nodes])):
-        parent = r["parent"]
-        if parent in wanted and all(c["node"] != r["node"] for c in out.get(parent, [])):
-            out.setdefault(int(parent), []).append(r)
+    for parent, child in pairwise(chain):
+        kids = out.setdefault(int(parent["node"]), [])
+        if all(c["node"] != child["node"] for c in kids):
+            kids.append(child)
     return out
 
 

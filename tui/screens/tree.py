@@ -161,7 +161,7 @@ class ProcessTreeScreen(Screen[None]):
         try:
             with self.session.busy("process tree") as (cur, _job):
                 chain = lineage.ancestors(cur, node)
-                kids = lineage.children_of_many(cur, [r["node"] for r in chain], CHUNK)
+                kids = lineage.children_of_many(cur, chain, CHUNK)
                 problem = lineage.marks_problem(cur) if first else None
         except Exception as exc:
             self.app.call_from_thread(self._failed, f"process tree failed: {exc}")
