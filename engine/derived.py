@@ -168,8 +168,11 @@ def _update(con: Cursor, marks: lineage.Marks | None = None) -> None:
     con.execute("DELETE FROM session_events WHERE host IN (SELECT host FROM _changed)")
     # The linked partners of new 4624s come in through their own TargetLinkedLogonId.
     sessions.build(con, scoped=True)
-    # Lineage: the hosts the new events are on, and those whose epochs changed, are built again.
-    touched = {str(r[0]) for r in con.execute("SELECT DISTINCT host FROM _new WHERE host IS NOT NULL").fetchall()}
-    lineage.build(con, hosts=sorted(touched | changed), marks=marks)
+    # Lineage: the boots the new events fall in are built again (a process, its parent and what it
+    # did belong to one boot of one host), and every boot of a host whose epochs changed.
+    touched = {(str(h), int(b)) for h, b in con.execute(
+        f"SELECT DISTINCT host, boot FROM {boots.boot_of_sql('(SELECT host, pos FROM _new WHERE host IS NOT NULL)')}"
+    ).fetchall() if h not in changed}
+    lineage.build(con, epochs=sorted(touched) + [(h, None) for h in sorted(changed)], marks=marks)
     for name in ("_new", "_new_events", "_changed", "_scope", "_delta"):
         con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -177,22 +177,43 @@ def _like(glob: str) -> str:
 
 
 # -- building --------------------------------------------------------------------------------------
-def _hosts_clause(col: str, scoped: bool) -> str:
-    return f"AND {col} IN (SELECT host FROM _lineage_hosts)" if scoped else ""
+def _scope_clause(cur: Cursor, alias: str, scoped: bool) -> str:
+    """SQL keeping the events of `alias` in the epochs being rebuilt (temp table _lineage_ranges):
+    by host alone when those are every epoch of their hosts (a range test on 10M rows is dearer)."""
+    if not scoped:
+        return ""
+    partial = cur.execute("""SELECT count(*) FROM boots b WHERE b.host IN (SELECT host FROM _lineage_ranges)
+                             AND NOT EXISTS (SELECT 1 FROM _lineage_ranges r WHERE r.host = b.host
+                                             AND r.boot = b.boot)""").fetchall()[0][0]
+    if not partial:
+        return f"AND {alias}.host IN (SELECT host FROM _lineage_ranges)"
+    return (f"AND {alias}.host IN (SELECT host FROM _lineage_ranges) "
+            f"AND {alias}.pos >= (SELECT min(start_pos) FROM _lineage_ranges) "
+            f"AND {alias}.pos <= (SELECT max(end_pos) FROM _lineage_ranges) "
+            f"AND EXISTS (SELECT 1 FROM _lineage_ranges r WHERE r.host = {alias}.host "
+            f"AND {alias}.pos BETWEEN r.start_pos AND r.end_pos)")
 
 
-def build(cur: Cursor, *, hosts: list[str] | None = None, marks: Marks | None = None) -> None:
-    """(Re)build `processes` and `process_events`: all of them, or those of `hosts` only. Needs
-    `boots`. The caller holds the transaction."""
+def build(cur: Cursor, *, epochs: list[tuple[str, int | None]] | None = None, marks: Marks | None = None) -> None:
+    """(Re)build `processes` and `process_events`: all of them, or those of `epochs` only ((host,
+    boot) pairs; boot None for every boot of the host). A process, its parent and what it did all
+    belong to one boot of one host, so an epoch is rebuilt on its own. Needs `boots`. The caller
+    holds the transaction."""
     create(cur)
-    scoped = hosts is not None
+    scoped = epochs is not None
     if scoped:
-        cur.execute("CREATE OR REPLACE TEMP TABLE _lineage_hosts AS SELECT unnest(?::VARCHAR[]) AS host",
-                    [sorted(set(hosts or []))])
-        cur.execute("DELETE FROM process_events WHERE node IN (SELECT node FROM processes "
-                    "WHERE host IN (SELECT host FROM _lineage_hosts))")
-        cur.execute("DELETE FROM processes WHERE host IN (SELECT host FROM _lineage_hosts)")
-    h = _hosts_clause("e.host", scoped)
+        cur.execute("CREATE OR REPLACE TEMP TABLE _lineage_scope (host VARCHAR, boot INTEGER)")
+        if epochs:
+            cur.executemany("INSERT INTO _lineage_scope VALUES (?, ?)", [[h, b] for h, b in sorted(set(epochs),
+                            key=lambda x: (x[0], -1 if x[1] is None else x[1]))])
+        cur.execute("""CREATE OR REPLACE TEMP TABLE _lineage_ranges AS
+            SELECT b.host, b.boot, b.start_pos, b.end_pos FROM boots b JOIN _lineage_scope s
+            ON s.host = b.host AND (s.boot IS NULL OR s.boot = b.boot)""")
+        in_scope = ("EXISTS (SELECT 1 FROM _lineage_scope s WHERE s.host = processes.host "
+                    "AND (s.boot IS NULL OR s.boot = processes.boot))")
+        cur.execute(f"DELETE FROM process_events WHERE node IN (SELECT node FROM processes WHERE {in_scope})")
+        cur.execute(f"DELETE FROM processes WHERE {in_scope}")
+    h = _scope_clause(cur, "e", scoped)
     # The process creations, in their epochs. Sysmon's UtcTime is when the process started. Narrow
     # on purpose (no command lines): a million of them are sorted and joined below, in 512 MB; the
     # text is read from `events` by eid when the rows are stored.
@@ -258,7 +279,7 @@ def build(cur: Cursor, *, hosts: list[str] | None = None, marks: Marks | None = 
     _link_parents(cur)
     _link_events(cur, h)
     _store(cur, scoped, marks or load_marks())
-    for name in ("_pc", "_merge", "_nodes", "_exit", "_ended", "_parent", "_pe", "_lineage_hosts"):
+    for name in ("_pc", "_merge", "_nodes", "_exit", "_ended", "_parent", "_pe", "_lineage_scope", "_lineage_ranges"):
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
@@ -445,7 +466,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
             WHERE o.rk >= ? AND o.rk < ?""", [lo, hi, lo, hi, lo, hi])
     cur.execute("INSERT INTO process_events SELECT eid, node, role FROM _pe")
     # How many marked processes each one has below it: walk up from the marked ones (few).
-    h = "AND host IN (SELECT host FROM _lineage_hosts)" if scoped else ""
+    h = ("AND node IN (SELECT node FROM _ended)") if scoped else ""
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _below AS
         WITH RECURSIVE up(marked, anc, depth) AS (
             SELECT node, parent, 1 FROM processes WHERE len(marks) > 0 AND parent IS NOT NULL {h}

@@ -167,3 +167,20 @@ def test_a_changed_user_marks_file_rebuilds_the_marks_when_the_case_is_next_open
         error = case.con.execute("SELECT value FROM meta WHERE key = ?", [derived.MARKS_ERROR_KEY]).fetchall()
     assert marks and not any("explorer, as a test" in m for m in marks)
     assert error and str(mine) in error[0][0] and "needs image and reason" in error[0][0]
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.9])
+def test_adding_a_later_file_across_a_reboot_rebuilds_its_boots_as_one_ingest_of_both_would(
+        tmp_path: Path, cut: float) -> None:
+    from fixtures import lineage as story
+
+    evs = story.events()
+    split = evs[0].time + (evs[-1].time - evs[0].time) * cut
+    first = writer.write(tmp_path / "a", shapes=[SHAPE], evs=[e for e in evs if e.time < split])[SHAPE]
+    second = writer.write(tmp_path / "b", shapes=[SHAPE], evs=[e for e in evs if e.time >= split])[SHAPE]
+    steps = tmp_path / "steps.duckdb"
+    ingest_into(steps, [first])
+    ingest_into(steps, [second])
+    once = tmp_path / "once.duckdb"
+    ingest_into(once, [first, second])
+    assert _processes(steps) == _processes(once)
