@@ -284,16 +284,16 @@ def build(cur: Cursor, *, epochs: list[tuple[str, int | None]] | None = None, ma
 
 
 def _link_parents(cur: Cursor) -> None:
-    # By GUID: the parent must have started before the child (the earlier event on a tie), which
-    # also keeps bad data from making a cycle.
+    # By GUID, in the same boot (no process outlives one): the parent must have started before the
+    # child (the earlier event on a tie), which also keeps bad data from making a cycle.
     cur.execute("""CREATE OR REPLACE TEMP TABLE _parent AS
         SELECT c.node, p.node AS parent, CASE WHEN len(c.sources) = 2 THEN 'merged' ELSE 'guid' END AS edge,
                CAST(NULL AS VARCHAR) AS note
-        FROM _ended c JOIN _ended p ON p.host = c.host AND p.process_guid = c.parent_guid
+        FROM _ended c JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.process_guid = c.parent_guid
         WHERE (p.start, p.node) < (c.start, c.node)""")
     cur.execute("""INSERT INTO _parent
         SELECT c.node, NULL, 'unresolved', 'the parent GUID names a process that started after this one (bad data)'
-        FROM _ended c JOIN _ended p ON p.host = c.host AND p.process_guid = c.parent_guid
+        FROM _ended c JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.process_guid = c.parent_guid
         WHERE (p.start, p.node) >= (c.start, c.node) AND c.node NOT IN (SELECT node FROM _parent)""")
     # By PID and time, for the rest: the latest process with the parent's PID on the host and boot
     # that started before the child. A child whose GUID names a parent that is not in the log can
