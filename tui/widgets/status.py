@@ -61,8 +61,15 @@ class StatusBar(Widget):
             tag = len(escape(self.tag or "(marked)", 200)) + 7 if self.tag is not None else 0
             room = width - top.cell_len - tag
             if len(shown) > room > 8:
-                # Too long for the line: the newest terms (at the end) are the ones kept.
-                shown = "…" + shown[len(shown) - room + 1:]
+                # Too long for the line: the newest whole terms (at the end) are the ones kept; a
+                # single term too long for it keeps its start (its field name), cut at the end.
+                kept: list[str] = []
+                for term in reversed(shown.split(" ")):
+                    if len(" ".join([term, *kept])) + 2 > room:
+                        break
+                    kept.insert(0, term)
+                if kept:
+                    shown = "… " + " ".join(kept)
             top.append(shown, style="" if self.filters_enabled else "strike dim")
         elif not self.title:
             top.append("all events", style="dim")
