@@ -38,17 +38,23 @@ def cur(case_path: Path) -> Any:
         yield case.cursor()
 
 
-@pytest.mark.parametrize("cut", [0.4, 0.7])
-def test_adding_a_later_file_updates_the_processes_to_what_one_ingest_of_both_gives(tmp_path: Path,
-                                                                                   cut: float) -> None:
-    split = EVENTS[0].time + (EVENTS[-1].time - EVENTS[0].time) * cut
-    first = writer.write(tmp_path / "a", shapes=[SHAPE], evs=[e for e in EVENTS if e.time < split])[SHAPE]
-    second = writer.write(tmp_path / "b", shapes=[SHAPE], evs=[e for e in EVENTS if e.time >= split])[SHAPE]
+def _in_two_files_and_in_one(tmp_path: Path, evs: list[Any], cut: float) -> tuple[Path, Path]:
+    """The events split in time at `cut`, ingested file by file into one case and together into another."""
+    split = evs[0].time + (evs[-1].time - evs[0].time) * cut
+    first = writer.write(tmp_path / "a", shapes=[SHAPE], evs=[e for e in evs if e.time < split])[SHAPE]
+    second = writer.write(tmp_path / "b", shapes=[SHAPE], evs=[e for e in evs if e.time >= split])[SHAPE]
     steps = tmp_path / "steps.duckdb"
     ingest_into(steps, [first])
     ingest_into(steps, [second])
     once = tmp_path / "once.duckdb"
     ingest_into(once, [first, second])
+    return steps, once
+
+
+@pytest.mark.parametrize("cut", [0.4, 0.7])
+def test_adding_a_later_file_updates_the_processes_to_what_one_ingest_of_both_gives(tmp_path: Path,
+                                                                                   cut: float) -> None:
+    steps, once = _in_two_files_and_in_one(tmp_path, EVENTS, cut)
     assert _processes(steps) == _processes(once)
     with Case(steps) as case:
         derived.refresh(case, full=True)
@@ -174,13 +180,5 @@ def test_adding_a_later_file_across_a_reboot_rebuilds_its_boots_as_one_ingest_of
         tmp_path: Path, cut: float) -> None:
     from fixtures import lineage as story
 
-    evs = story.events()
-    split = evs[0].time + (evs[-1].time - evs[0].time) * cut
-    first = writer.write(tmp_path / "a", shapes=[SHAPE], evs=[e for e in evs if e.time < split])[SHAPE]
-    second = writer.write(tmp_path / "b", shapes=[SHAPE], evs=[e for e in evs if e.time >= split])[SHAPE]
-    steps = tmp_path / "steps.duckdb"
-    ingest_into(steps, [first])
-    ingest_into(steps, [second])
-    once = tmp_path / "once.duckdb"
-    ingest_into(once, [first, second])
+    steps, once = _in_two_files_and_in_one(tmp_path, story.events(), cut)
     assert _processes(steps) == _processes(once)
