@@ -110,14 +110,9 @@ def duckdb_scan(path: Path) -> tuple[int, float]:
     return int(n), time.perf_counter() - t0
 
 
-def run_ingest(case: Path, inputs: list[Path]) -> dict[str, float]:
-    """`ashiato ingest` in a subprocess; wall time and peak RSS (sampled every 20 ms)."""
-    for p in (case, Path(str(case) + ".wal")):
-        if p.exists():
-            p.unlink()
-    cmd = [sys.executable, "-m", "tui.cli", "ingest", str(case), *map(str, inputs), "--no-dedupe", "--quiet"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def peak_rss(cmd: list[str]) -> tuple[str, float]:
+    """Run `cmd`; its standard output and peak RSS in MB (psutil, sampled every 20 ms)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
     done = threading.Event()
@@ -133,18 +128,29 @@ def run_ingest(case: Path, inputs: list[Path]) -> dict[str, float]:
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    _, err = proc.communicate()
+    out, err = proc.communicate()
     done.set()
     th.join()
-    seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"ingest failed: {err.decode()[-2000:]}")
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
+    return out, peak / 2**20
+
+
+def run_ingest(case: Path, inputs: list[Path]) -> dict[str, float]:
+    """`ashiato ingest` in a subprocess; wall time and peak RSS (sampled every 20 ms)."""
+    for p in (case, Path(str(case) + ".wal")):
+        if p.exists():
+            p.unlink()
+    cmd = [sys.executable, "-m", "tui.cli", "ingest", str(case), *map(str, inputs), "--no-dedupe", "--quiet"]
+    t0 = time.perf_counter()
+    _, peak_mb = peak_rss(cmd)
+    seconds = time.perf_counter() - t0
     import duckdb
 
     con = duckdb.connect(str(case), read_only=True)
     records = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     con.close()
-    return {"seconds": seconds, "records": records, "peak_rss_mb": peak / 2**20}
+    return {"seconds": seconds, "records": records, "peak_rss_mb": peak_mb}
 
 
 def main() -> None:

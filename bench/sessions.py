@@ -165,33 +165,8 @@ def describe(case_path: Path) -> dict[str, Any]:
 
 # -- 1. full build against the ingest rate --------------------------------------------------------------
 def peak_rss(cmd: list[str]) -> tuple[str, float]:
-    """Run `cmd`; its standard output and peak RSS in MB (psutil, sampled every 20 ms)."""
-    import threading
-
-    import psutil
-
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, ps.memory_info().rss)
-            except psutil.Error:
-                break
-            time.sleep(0.02)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    out, err = proc.communicate()
-    done.set()
-    th.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
-    return out, peak / 2**20
+    """Run `cmd`; its standard output and peak RSS in MB (bench/ingest.py's sampler)."""
+    return _bench_module("ingest").peak_rss(cmd)  # type: ignore[no-any-return]
 
 
 def full_build(case_path: Path) -> tuple[float, float]:
