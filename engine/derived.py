@@ -7,7 +7,9 @@ normally current already.
 
 An update is proportional to what was added: the epochs are worked out again (a few marker rows a
 boot); on a host whose epochs did not change only the sessions whose LogonIds the new events name
-are rebuilt, and a host whose epochs changed (a reboot inside the new file's time) is rebuilt whole.
+are rebuilt, and only the processes that started shortly before the new events or after them
+(engine/lineage_update.py); a host whose epochs changed (a reboot inside the new file's time) is
+rebuilt whole.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from . import boots, lineage, sessions
+from . import boots, lineage, lineage_update, sessions
 
 Cursor = duckdb.DuckDBPyConnection
 VERSION_KEY = "derived_version"
@@ -168,11 +170,13 @@ def _update(con: Cursor, marks: lineage.Marks | None = None) -> None:
     con.execute("DELETE FROM session_events WHERE host IN (SELECT host FROM _changed)")
     # The linked partners of new 4624s come in through their own TargetLinkedLogonId.
     sessions.build(con, scoped=True)
-    # Lineage: the boots the new events fall in are built again (a process, its parent and what it
-    # did belong to one boot of one host), and every boot of a host whose epochs changed.
+    # Lineage: in the boots the new events fall in, the processes from a little before them on are
+    # made again (lineage_update says why that suffices); a host whose epochs changed is built again.
     touched = {(str(h), int(b)) for h, b in con.execute(
         f"SELECT DISTINCT host, boot FROM {boots.boot_of_sql('(SELECT host, pos FROM _new WHERE host IS NOT NULL)')}"
     ).fetchall() if h not in changed}
-    lineage.build(con, epochs=sorted(touched) + [(h, None) for h in sorted(changed)], marks=marks)
+    lineage_update.update(con, sorted(touched), "_new_events", marks=marks)
+    if changed:
+        lineage.build(con, epochs=[(h, None) for h in sorted(changed)], marks=marks)
     for name in ("_new", "_new_events", "_changed", "_scope", "_delta"):
         con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -214,61 +214,20 @@ def build(cur: Cursor, *, epochs: list[tuple[str, int | None]] | None = None, ma
         cur.execute(f"DELETE FROM process_events WHERE node IN (SELECT node FROM processes WHERE {in_scope})")
         cur.execute(f"DELETE FROM processes WHERE {in_scope}")
     h = _scope_clause(cur, "e", scoped)
-    # The process creations, in their epochs. Sysmon's UtcTime is when the process started. Narrow
-    # on purpose (no command lines): a million of them are sorted and joined below, in 512 MB; the
-    # text is read from `events` by eid when the rows are stored.
-    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _pc AS SELECT * FROM {boots.boot_of_sql(f'''(
-        SELECT e.eid, e.pos, e.host, coalesce(e.utc_time, e.ts) AS start, e.channel = '{SYSMON}' AS sysmon,
-               e.process_guid, e.process_pid AS pid, lower(e.process_image) AS limage,
-               e.parent_guid, e.parent_pid, lower(e.parent_image) AS lparent,
-               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_logon_id
-                    ELSE coalesce(nullif(e.target_logon_id, 0), e.subject_logon_id) END AS logon_id
-        FROM events e
-        -- A Sysmon process is its GUID (NXLog exports may lack its ProcessId); a 4688 its PID.
-        WHERE ((e.channel = '{SYSMON}' AND e.event_id = 1 AND e.process_guid IS NOT NULL)
-               OR (e.channel = 'Security' AND e.event_id = 4688 AND e.process_pid IS NOT NULL)) {h})''')}""")
-    # One process logged by both: the nearest pair within the window, each side used once. The
-    # 2-second buckets turn the window into an equality join (PIDs repeat all through a long log).
-    w = MERGE_SECONDS
-    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _merge AS
-        WITH s AS (SELECT eid, host, pid, limage, start, CAST(floor(epoch(start) / {w}) AS BIGINT) AS b
-                   FROM _pc WHERE sysmon),
-             t AS (SELECT eid, host, pid, limage, start, CAST(floor(epoch(start) / {w}) AS BIGINT) + k AS b
-                   FROM _pc, (SELECT unnest([-1, 0, 1]) AS k) WHERE NOT sysmon),
-             pairs AS (SELECT s.eid AS s_eid, t.eid AS t_eid, abs(epoch(s.start) - epoch(t.start)) AS gap
-                       FROM s JOIN t USING (host, pid, limage, b) WHERE abs(epoch(s.start) - epoch(t.start)) <= {w}),
-             ranked AS (SELECT *, row_number() OVER (PARTITION BY t_eid ORDER BY gap, s_eid) AS rt,
-                               row_number() OVER (PARTITION BY s_eid ORDER BY gap, t_eid) AS rs FROM pairs)
-        SELECT s_eid, t_eid FROM ranked WHERE rt = 1 AND rs = 1""")
-    # The nodes: each Sysmon process once (a GUID logged twice keeps its first record: an
-    # aggregate, which spills, where a window over the rows did not), with the 4688 merged into it;
-    # then every 4688 left over.
-    cur.execute("""CREATE OR REPLACE TEMP TABLE _nodes AS
-        WITH first AS (SELECT arg_min(eid, {'s': start, 'e': eid}) AS eid FROM _pc WHERE sysmon
-                       GROUP BY host, process_guid),
-             s AS (SELECT * FROM _pc WHERE eid IN (SELECT eid FROM first))
-        SELECT s.eid AS node, s.host, s.boot, s.pos, s.process_guid, s.pid, s.limage,
-               coalesce(s.logon_id, t.logon_id) AS logon_id,
-               s.start, s.parent_guid, coalesce(s.parent_pid, t.parent_pid) AS parent_pid,
-               coalesce(s.lparent, t.lparent) AS lparent,
-               CASE WHEN t.eid IS NULL THEN ['sysmon1'] ELSE ['sysmon1', '4688'] END AS sources,
-               s.eid AS sysmon_eid, t.eid AS security_eid
-        FROM s LEFT JOIN _merge m ON m.s_eid = s.eid LEFT JOIN _pc t ON t.eid = m.t_eid
-        UNION ALL
-        SELECT t.eid, t.host, t.boot, t.pos, NULL, t.pid, t.limage, t.logon_id,
-               t.start, NULL, t.parent_pid, t.lparent, ['4688'], NULL, t.eid
-        FROM _pc t WHERE NOT t.sysmon AND t.eid NOT IN (SELECT t_eid FROM _merge)""")
+    # The process creations, in their epochs. Narrow on purpose (no command lines): a million of
+    # them are sorted and joined below, in 512 MB; the text is read from `events` by eid when the
+    # rows are stored.
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _pc AS SELECT * FROM {boots.boot_of_sql(creations_sql(h))}")
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _merge AS SELECT s_eid, t_eid FROM ({ranked_pairs_sql()}) "
+                "WHERE rt = 1 AND rs = 1")
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _nodes AS {nodes_sql('_pc')}")
     # Exits: Sysmon 5 by GUID; 4689 to the latest start of its PID on the host and boot before it.
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _exit AS
-        SELECT n.node, min(x.start) AS exit_at, arg_min(x.eid, x.start) AS eid FROM (
-            SELECT e.eid, e.host, coalesce(e.utc_time, e.ts) AS start, e.process_guid
-            FROM events e WHERE e.channel = '{SYSMON}' AND e.event_id = 5 AND e.process_guid IS NOT NULL {h}) x
+        SELECT n.node, min(x.start) AS exit_at, arg_min(x.eid, x.start) AS eid FROM {sysmon_exits_sql(h)} x
         JOIN _nodes n ON n.host = x.host AND n.process_guid = x.process_guid AND x.start >= n.start
         GROUP BY n.node
         UNION ALL
-        SELECT n.node, min(x.ts), arg_min(x.eid, x.ts) FROM {boots.boot_of_sql(f'''(
-            SELECT e.eid, e.host, e.pos, e.ts, e.process_pid AS pid, lower(e.process_image) AS limage FROM events e
-            WHERE e.channel = 'Security' AND e.event_id = 4689 AND e.process_pid IS NOT NULL {h})''')} x
+        SELECT n.node, min(x.ts), arg_min(x.eid, x.ts) FROM {exits_4689_sql(h)} x
         ASOF JOIN _nodes n ON n.host = x.host AND n.boot = x.boot AND n.pid = x.pid AND x.ts >= n.start
         WHERE x.limage IS NULL OR n.limage IS NULL OR x.limage = n.limage
         GROUP BY n.node""")
@@ -283,22 +242,105 @@ def build(cur: Cursor, *, epochs: list[tuple[str, int | None]] | None = None, ma
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _link_parents(cur: Cursor) -> None:
+def creations_sql(h: str) -> str:
+    """The process creations (Sysmon 1, 4688) of the events `h` keeps (SQL over `events e`).
+    Sysmon's UtcTime is when the process started."""
+    return f"""(
+        SELECT e.eid, e.pos, e.host, coalesce(e.utc_time, e.ts) AS start, e.channel = '{SYSMON}' AS sysmon,
+               e.process_guid, e.process_pid AS pid, lower(e.process_image) AS limage,
+               e.parent_guid, e.parent_pid, lower(e.parent_image) AS lparent,
+               CASE WHEN e.channel = '{SYSMON}' THEN e.subject_logon_id
+                    ELSE coalesce(nullif(e.target_logon_id, 0), e.subject_logon_id) END AS logon_id
+        FROM events e
+        -- A Sysmon process is its GUID (NXLog exports may lack its ProcessId); a 4688 its PID.
+        WHERE ((e.channel = '{SYSMON}' AND e.event_id = 1 AND e.process_guid IS NOT NULL)
+               OR (e.channel = 'Security' AND e.event_id = 4688 AND e.process_pid IS NOT NULL)) {h})"""
+
+
+def ranked_pairs_sql(pc: str = "_pc") -> str:
+    """Every Sysmon 1 / 4688 pair of `pc` that may be one process (same host, PID and image, starts
+    within MERGE_SECONDS), ranked from each side: a pair with rt = rs = 1 is each one's nearest, and
+    is merged. The 2-second buckets turn the window into an equality join (PIDs repeat all through
+    a long log)."""
+    w = MERGE_SECONDS
+    return f"""
+        WITH s AS (SELECT eid, host, pid, limage, start, CAST(floor(epoch(start) / {w}) AS BIGINT) AS b
+                   FROM {pc} WHERE sysmon),
+             t AS (SELECT eid, host, pid, limage, start, CAST(floor(epoch(start) / {w}) AS BIGINT) + k AS b
+                   FROM {pc}, (SELECT unnest([-1, 0, 1]) AS k) WHERE NOT sysmon),
+             pairs AS (SELECT s.host, s.eid AS s_eid, t.eid AS t_eid, s.start AS s_start, t.start AS t_start,
+                              abs(epoch(s.start) - epoch(t.start)) AS gap
+                       FROM s JOIN t USING (host, pid, limage, b) WHERE abs(epoch(s.start) - epoch(t.start)) <= {w})
+        SELECT *, row_number() OVER (PARTITION BY t_eid ORDER BY gap, s_eid) AS rt,
+                  row_number() OVER (PARTITION BY s_eid ORDER BY gap, t_eid) AS rs FROM pairs"""
+
+
+def nodes_sql(pc: str) -> str:
+    """The nodes the creations of `pc` make, with the pairs of `_merge`: each Sysmon process once (a
+    GUID logged twice keeps its first record: an aggregate, which spills, where a window over the
+    rows did not), with the 4688 merged into it; then every 4688 left over."""
+    return f"""
+        WITH first AS (SELECT arg_min(eid, {{'s': start, 'e': eid}}) AS eid FROM {pc} WHERE sysmon
+                       GROUP BY host, process_guid),
+             s AS (SELECT * FROM {pc} WHERE eid IN (SELECT eid FROM first))
+        SELECT s.eid AS node, s.host, s.boot, s.pos, s.process_guid, s.pid, s.limage,
+               coalesce(s.logon_id, t.logon_id) AS logon_id,
+               s.start, s.parent_guid, coalesce(s.parent_pid, t.parent_pid) AS parent_pid,
+               coalesce(s.lparent, t.lparent) AS lparent,
+               CASE WHEN t.eid IS NULL THEN ['sysmon1'] ELSE ['sysmon1', '4688'] END AS sources,
+               s.eid AS sysmon_eid, t.eid AS security_eid
+        FROM s LEFT JOIN _merge m ON m.s_eid = s.eid LEFT JOIN {pc} t ON t.eid = m.t_eid
+        UNION ALL
+        SELECT t.eid, t.host, t.boot, t.pos, NULL, t.pid, t.limage, t.logon_id,
+               t.start, NULL, t.parent_pid, t.lparent, ['4688'], NULL, t.eid
+        FROM {pc} t WHERE NOT t.sysmon AND t.eid NOT IN (SELECT t_eid FROM _merge)"""
+
+
+def exits_4689_sql(h: str) -> str:
+    """The 4689s of the events `h` keeps, with their epoch."""
+    return boots.boot_of_sql(f"""(
+            SELECT e.eid, e.host, e.pos, e.ts, e.process_pid AS pid, lower(e.process_image) AS limage FROM events e
+            WHERE e.channel = 'Security' AND e.event_id = 4689 AND e.process_pid IS NOT NULL {h})""")
+
+
+def sysmon_exits_sql(h: str) -> str:
+    return f"""(SELECT e.eid, e.host, coalesce(e.utc_time, e.ts) AS start, e.process_guid
+            FROM events e WHERE e.channel = '{SYSMON}' AND e.event_id = 5 AND e.process_guid IS NOT NULL {h})"""
+
+
+def security_source_sql(h: str) -> str:
+    """The Security events a process did, by PID (WFP's 5154-5158 name it `ProcessID`), with their
+    epoch. 4688's ProcessId is the creator; its own process is the node."""
+    from .ingest.normalise import data_field_sql
+
+    wfp_pid = data_field_sql("'$.\"ProcessID\"'")
+    return boots.boot_of_sql(f"""(
+            SELECT e.eid, e.host, e.pos, e.ts, e.event_id, e.process_pid AS pid FROM events e
+            WHERE e.channel = 'Security' AND e.event_id <> 4688 AND e.process_pid IS NOT NULL
+              AND e.process_pid NOT IN (0, 4) {h}
+            UNION ALL
+            SELECT e.eid, e.host, e.pos, e.ts, e.event_id, TRY_CAST({wfp_pid} AS BIGINT) FROM events e
+            JOIN event_data d USING (eid)
+            WHERE e.channel = 'Security' AND e.event_id BETWEEN 5154 AND 5158 AND e.process_pid IS NULL {h})""")
+
+
+def _link_parents(cur: Cursor, children: str = "_ended", cands: str = "_ended") -> None:
+    """`_parent` for the nodes of `children`, their parents among `cands`."""
     # By GUID, in the same boot (no process outlives one): the parent must have started before the
     # child (the earlier event on a tie), which also keeps bad data from making a cycle.
-    cur.execute("""CREATE OR REPLACE TEMP TABLE _parent AS
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _parent AS
         SELECT c.node, p.node AS parent, CASE WHEN len(c.sources) = 2 THEN 'merged' ELSE 'guid' END AS edge,
                CAST(NULL AS VARCHAR) AS note
-        FROM _ended c JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.process_guid = c.parent_guid
+        FROM {children} c JOIN {cands} p ON p.host = c.host AND p.boot = c.boot AND p.process_guid = c.parent_guid
         WHERE (p.start, p.node) < (c.start, c.node)""")
-    cur.execute("""INSERT INTO _parent
+    cur.execute(f"""INSERT INTO _parent
         SELECT c.node, NULL, 'unresolved', 'the parent GUID names a process that started after this one (bad data)'
-        FROM _ended c JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.process_guid = c.parent_guid
+        FROM {children} c JOIN {cands} p ON p.host = c.host AND p.boot = c.boot AND p.process_guid = c.parent_guid
         WHERE (p.start, p.node) >= (c.start, c.node) AND c.node NOT IN (SELECT node FROM _parent)""")
     # By PID and time, for the rest: the latest process with the parent's PID on the host and boot
     # that started before the child. A child whose GUID names a parent that is not in the log can
     # only have a parent that Sysmon did not see (a 4688 alone).
-    cur.execute("""INSERT INTO _parent
+    cur.execute(f"""INSERT INTO _parent
         SELECT c.node,
                CASE WHEN ok THEN p_node END,
                CASE WHEN ok THEN 'pid+time' ELSE 'unresolved' END,
@@ -316,8 +358,8 @@ def _link_parents(cur: Cursor) -> None:
                      p.node IS NOT NULL AND coalesce(p.exited >= c.start, TRUE)
                          AND (c.lparent IS NULL OR p.limage IS NULL OR c.lparent = p.limage)
                          AND (c.parent_guid IS NULL OR p.process_guid IS NULL) AS ok
-              FROM (SELECT * FROM _ended WHERE node NOT IN (SELECT node FROM _parent)) c
-              ASOF LEFT JOIN _ended p ON p.host = c.host AND p.boot = c.boot AND p.pid = c.parent_pid
+              FROM (SELECT * FROM {children} WHERE node NOT IN (SELECT node FROM _parent)) c
+              ASOF LEFT JOIN {cands} p ON p.host = c.host AND p.boot = c.boot AND p.pid = c.parent_pid
                                       AND c.start >= p.start
               -- Equal times are common (NXLog writes whole seconds): the earlier record is the parent.
               WHERE p.node IS NULL OR (p.start, p.node) < (c.start, c.node)) c""")
@@ -336,28 +378,39 @@ def _link_events(cur: Cursor, h: str) -> None:
         UNION ALL SELECT sysmon_eid, node, 'self' FROM _ended WHERE sysmon_eid IS NOT NULL
         UNION ALL SELECT security_eid, node, 'self' FROM _ended WHERE security_eid IS NOT NULL""")
     # Security events by host, boot, PID and time: the latest start of that PID before the event,
-    # if it had not exited by then. 4688's ProcessId is the creator; its own process is the node.
-    from .ingest.normalise import data_field_sql
-
-    wfp_pid = data_field_sql("'$.\"ProcessID\"'")
-    cur.execute(f"""INSERT INTO _pe
-        SELECT x.eid, n.node, CASE WHEN x.event_id = 4689 THEN 'exit' ELSE 'actor' END
-        FROM {boots.boot_of_sql(f'''(
-            SELECT e.eid, e.host, e.pos, e.ts, e.event_id, e.process_pid AS pid FROM events e
-            WHERE e.channel = 'Security' AND e.event_id <> 4688 AND e.process_pid IS NOT NULL
-              AND e.process_pid NOT IN (0, 4) {h}
-            UNION ALL
-            SELECT e.eid, e.host, e.pos, e.ts, e.event_id, TRY_CAST({wfp_pid} AS BIGINT) FROM events e
-            JOIN event_data d USING (eid)
-            WHERE e.channel = 'Security' AND e.event_id BETWEEN 5154 AND 5158 AND e.process_pid IS NULL {h})''')} x
-        ASOF JOIN _ended n ON n.host = x.host AND n.boot = x.boot AND n.pid = x.pid AND x.ts >= n.start
-        WHERE coalesce(n.exited >= x.ts, TRUE)""")
+    # if it had not exited by then.
+    cur.execute(f"""INSERT INTO _pe {security_links_sql(security_source_sql(h), '_ended')}""")
     # A 4688 is also its creator's act (the creator's ProcessId): not counted, the tree shows it.
 
 
-def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
+def security_links_sql(source: str, cands: str) -> str:
+    """SELECT eid, node, role for the Security events of `source` (security_source_sql), each to the
+    latest process of `cands` with its PID on its host and boot that started before it and had not
+    exited by then."""
+    return f"""SELECT x.eid, n.node, CASE WHEN x.event_id = 4689 THEN 'exit' ELSE 'actor' END
+        FROM {source} x
+        ASOF JOIN {cands} n ON n.host = x.host AND n.boot = x.boot AND n.pid = x.pid AND x.ts >= n.start
+        WHERE coalesce(n.exited >= x.ts, TRUE)"""
+
+
+def counts_sql(pe: str) -> str:
+    """Per node of `pe` (eid, node, role): its events, by kind."""
     kinds = ",\n".join(f"count(*) FILTER (WHERE pe.role = 'actor' AND ({cond})) AS {name}"
                        for name, cond in _KINDS.items())
+    return f"""SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
+               count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
+               list_sort(list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
+                   WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL)) AS lsass_masks,
+               count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
+        FROM {pe} pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node"""
+
+
+LSASS_MARK = "'opened lsass.exe (' || array_to_string(coalesce({masks}, []), ' ') || ')'"
+
+
+def _store(cur: Cursor, scoped: bool, marks: Marks, cands: str = "_ended", subtree: bool = True) -> None:
+    """Store the nodes of `_ended` (their parents among `cands`) and the links of `_pe`; with
+    `subtree`, count the marked processes below each node."""
     # Marks by image name (and command line): one CASE a rule, its pattern a bound parameter, so
     # each regular expression is compiled once (joined to a table of rules, it was compiled for
     # every process it was tried on: 2 s for 10,000 processes). By parent: a table the SQL joins.
@@ -380,10 +433,12 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                 [list(marks.children)])
     # The text of the nodes' events (image, command line, account, parent), read in one pass over
     # `events` for just those eids.
-    cur.execute("""CREATE OR REPLACE TEMP TABLE _etext AS
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _etext AS
         SELECT e.eid, e.process_image AS image, e.command_line, e.parent_image, e.parent_command_line,
                e.subject_user, e.subject_domain, e.target_user, e.target_domain
-        FROM events e WHERE e.eid IN (SELECT sysmon_eid FROM _ended UNION ALL SELECT security_eid FROM _ended)""")
+        FROM events e WHERE e.eid IN (SELECT sysmon_eid FROM _ended UNION ALL SELECT security_eid FROM _ended
+                                      UNION ALL SELECT p.sysmon_eid FROM {cands} p WHERE p.node IN (SELECT parent FROM _parent)
+                                      UNION ALL SELECT p.security_eid FROM {cands} p WHERE p.node IN (SELECT parent FROM _parent))""")
     # Each node's own text: Sysmon's first (its command line and account are the process's); a
     # 4688 names the new process's account when it logs one, else the creator's.
     text = """(SELECT n.node,
@@ -423,20 +478,14 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                 WHERE nm.name IN (SELECT name FROM _mark_children) GROUP BY nm.node, nm.parent_name, nm.name)
             SELECT node, list(DISTINCT reason ORDER BY reason) AS marks FROM (
                 SELECT * FROM by_rule UNION ALL SELECT * FROM by_parent) GROUP BY node""", [lo, hi, *rule_params])
-    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _counts AS
-        SELECT pe.node, count(*) FILTER (WHERE pe.role <> 'target') AS events, {kinds},
-               count(*) FILTER (WHERE pe.role = 'actor' AND {_LSASS}) AS lsass_access,
-               list_sort(list(DISTINCT printf('0x%x', x.granted_access)) FILTER (
-                   WHERE pe.role = 'actor' AND {_LSASS} AND x.granted_access IS NOT NULL)) AS lsass_masks,
-               count(*) FILTER (WHERE pe.role = 'target') AS accessed_by
-        FROM _pe pe JOIN events x ON x.eid = pe.eid GROUP BY pe.node""")
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _counts AS {counts_sql('(SELECT * FROM _pe WHERE node IN (SELECT node FROM _ended))')}")
     for lo, hi in bounds:
         cur.execute(f"""INSERT INTO processes
             WITH kids AS (SELECT parent AS node, count(*) AS children FROM _parent WHERE parent IS NOT NULL GROUP BY parent),
                  parents AS (SELECT pr.node, pr.parent, pr.edge, pr.note, p.process_guid, p.start,
                                     coalesce(ps.image, pt.image) AS image,
                                     coalesce(ps.command_line, pt.command_line) AS command_line
-                             FROM _parent pr JOIN _ended p ON p.node = pr.parent
+                             FROM _parent pr JOIN {cands} p ON p.node = pr.parent
                              LEFT JOIN _etext ps ON ps.eid = p.sysmon_eid LEFT JOIN _etext pt ON pt.eid = p.security_eid
                              WHERE pr.node IN (SELECT node FROM _rank WHERE rk >= ? AND rk < ?))
             SELECT n.node, n.host, n.boot, n.process_guid, n.pid, t.image, t.command_line,
@@ -452,8 +501,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
                    n.sources, n.sysmon_eid, n.security_eid, coalesce(k.children, 0),
                    list_concat(coalesce(r.marks, []),
                                CASE WHEN coalesce(c.lsass_access, 0) > 0
-                                    THEN ['opened lsass.exe (' || array_to_string(coalesce(c.lsass_masks, []), ' ') || ')']
-                                    ELSE [] END),
+                                    THEN [{LSASS_MARK.format(masks='c.lsass_masks')}] ELSE [] END),
                    0,
                    coalesce(c.events, 0), coalesce(c.network, 0), coalesce(c.files, 0), coalesce(c.registry, 0),
                    coalesce(c.image_loads, 0), coalesce(c.dns, 0), coalesce(c.pipes, 0), coalesce(c.process_access, 0),
@@ -465,18 +513,28 @@ def _store(cur: Cursor, scoped: bool, marks: Marks) -> None:
             LEFT JOIN kids k ON k.node = n.node JOIN _rank o ON o.node = n.node
             WHERE o.rk >= ? AND o.rk < ?""", [lo, hi, lo, hi, lo, hi])
     cur.execute("INSERT INTO process_events SELECT eid, node, role FROM _pe")
-    # How many marked processes each one has below it: walk up from the marked ones (few).
-    h = ("AND node IN (SELECT node FROM _ended)") if scoped else ""
-    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _below AS
-        WITH RECURSIVE up(marked, anc, depth) AS (
-            SELECT node, parent, 1 FROM processes WHERE len(marks) > 0 AND parent IS NOT NULL {h}
+    if subtree:
+        _subtree_marks(cur, "AND node IN (SELECT node FROM _ended)" if scoped else "")
+    for name in ("_mark_parents", "_mark_children", "_reasons", "_counts", "_etext", "_rank"):
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def marked_below_sql(start: str) -> str:
+    """Per ancestor, how many of the marked processes `start` selects (SELECT node, parent) are
+    below it: a walk up from them (few)."""
+    return f"""WITH RECURSIVE up(marked, anc, depth) AS (
+            SELECT node, parent, 1 FROM ({start}) WHERE parent IS NOT NULL
             UNION ALL
             SELECT up.marked, p.parent, up.depth + 1 FROM up JOIN processes p ON p.node = up.anc
             WHERE p.parent IS NOT NULL AND up.depth < 10000)
-        SELECT anc AS node, count(DISTINCT marked) AS n FROM up GROUP BY anc""")
+        SELECT anc AS node, count(DISTINCT marked) AS n FROM up GROUP BY anc"""
+
+
+def _subtree_marks(cur: Cursor, h: str) -> None:
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _below AS {marked_below_sql(
+        f'SELECT node, parent FROM processes WHERE len(marks) > 0 {h}')}""")
     cur.execute("UPDATE processes SET subtree_marks = b.n FROM _below b WHERE b.node = processes.node")
-    for name in ("_below", "_mark_parents", "_mark_children", "_reasons", "_counts", "_etext", "_rank"):
-        cur.execute(f"DROP TABLE IF EXISTS {name}")
+    cur.execute("DROP TABLE _below")
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -182,3 +182,37 @@ def test_adding_a_later_file_across_a_reboot_rebuilds_its_boots_as_one_ingest_of
 
     steps, once = _in_two_files_and_in_one(tmp_path, story.events(), cut)
     assert _processes(steps) == _processes(once)
+
+
+def test_adding_the_lineage_story_one_event_per_file_gives_what_one_ingest_of_all_gives(tmp_path: Path) -> None:
+    # Every cut falls somewhere: between a Sysmon 1 and its 4688, between uses of a PID, before an
+    # exit or an lsass access of an older process, inside a boot and at a reboot.
+    from fixtures import lineage as story
+
+    evs = sorted(story.events(), key=lambda e: e.time)
+    files = [writer.write(tmp_path / f"f{i:02d}", shapes=[SHAPE], evs=[e])[SHAPE] for i, e in enumerate(evs)]
+    steps = tmp_path / "steps.duckdb"
+    for f in files:
+        ingest_into(steps, [f])
+    once = tmp_path / "once.duckdb"
+    ingest_into(once, files)
+    assert _processes(steps) == _processes(once)
+
+
+def test_processes_of_an_older_file_take_the_exit_and_lsass_access_a_later_file_logs(tmp_path: Path) -> None:
+    # The second file holds no process creation: what it says lands on processes of the first.
+    from fixtures import lineage as story
+
+    evs = sorted(story.events(), key=lambda e: e.time)
+    later = [e for e in evs if (e.channel, e.event_id) in {("Security", 4689), ("Security", 4663),
+                                                            ("Microsoft-Windows-Sysmon/Operational", 10)}]
+    assert later
+    first = writer.write(tmp_path / "a", shapes=[SHAPE], evs=[e for e in evs if e not in later])[SHAPE]
+    second = writer.write(tmp_path / "b", shapes=[SHAPE], evs=later)[SHAPE]
+    steps = tmp_path / "steps.duckdb"
+    ingest_into(steps, [first])
+    before = _processes(steps)
+    ingest_into(steps, [second])
+    once = tmp_path / "once.duckdb"
+    ingest_into(once, [first, second])
+    assert _processes(steps) == _processes(once) != before
