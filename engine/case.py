@@ -109,10 +109,12 @@ class Case:
         self.refresh_derived()
 
     def refresh_derived(self) -> None:
-        """Build or bring up to date the tables derived from `events` (boots, sessions)."""
-        from . import derived
+        """Build or bring up to date the tables derived from `events` (boots, sessions, processes),
+        then the findings cached from them."""
+        from . import derived, findings
 
         derived.refresh(self)
+        findings.refresh(self)
 
     def schema_version(self) -> int | None:
         rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()

@@ -99,6 +99,8 @@ SESSION_KEY = "session"
 # (engine.lineage; KEY a ProcessGuid or HOST/BOOT/0xPID/NODE). `process:NAME` stays the image.
 PROCESS_KEY = "process"
 TREE_KEY = "tree"
+# `finding:N`: the events of one finding (engine.findings).
+FINDING_KEY = "finding"
 
 
 def _is_process_key(value: str) -> bool:
@@ -272,7 +274,7 @@ class Compiler:
             self._by_lower.setdefault(name.lower(), []).append(name)
 
     def known_names(self) -> list[str]:
-        extra = {SESSION_KEY, PROCESS_KEY, TREE_KEY} if self.table.documents else set()
+        extra = {SESSION_KEY, PROCESS_KEY, TREE_KEY, FINDING_KEY} if self.table.documents else set()
         return sorted(set(self.table.types) | set(self.table.aliases) | set(TIME_KEYS) | set(self.field_names)
                       | extra)
 
@@ -301,6 +303,8 @@ class Compiler:
             return self._session(t)
         if name == TREE_KEY and self.table.documents:
             return self._process(t, name)
+        if name == FINDING_KEY and self.table.documents:
+            return self._finding(t)
         if name == PROCESS_KEY and self.table.documents and all(_is_process_key(v) for v in t.values):
             # `process:` is also the image (process:whoami.exe); a GUID or a node key names one process.
             return self._process(t, name)
@@ -345,6 +349,17 @@ class Compiler:
             ors.append(session_term_sql())
             params += session_params(key)
         return " OR ".join(ors), params
+
+    def _finding(self, t: Term) -> tuple[str, list[Any]]:
+        from .findings import term_sql
+
+        ids = []
+        for value in t.values:
+            if not value.isdigit():
+                raise FilterError(f"finding: {value!r} is not a finding number (ashiato findings lists them)",
+                                  t.position, t.text)
+            ids.append(int(value))
+        return " OR ".join(term_sql() for _ in ids), ids
 
     def _process(self, t: Term, name: str) -> tuple[str, list[Any]]:
         from .lineage import term_sql

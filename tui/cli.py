@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons", "tree")
+SUBCOMMANDS = ("ingest", "stats", "query", "sql", "export", "demo", "sessions", "logons", "tree", "findings",
+               "rules", "coverage")
 # Commands whose positional filter may start with an exclusion (`-eid:4624`).
-FILTER_COMMANDS = ("query", "export", "sessions", "tree", "logons")
+FILTER_COMMANDS = ("query", "export", "sessions", "tree", "logons", "findings")
 DEFAULT_CASE = "ashiato-case.duckdb"
 QUERY_COLUMNS = ["ts", "host", "channel", "event_id", "record_id", "summary", "user", "process", "eid"]
 
@@ -107,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace the --output file if it exists")
     p.add_argument("--limit", type=int, default=None, help="processes to print (default all)")
 
+    from .cli_findings import add_parsers
+
+    add_parsers(sub, _out_format)
+
     p = sub.add_parser("demo", help="build the bundled demo case (a generated incident) and open it")
     p.add_argument("--case", default="ashiato-demo.duckdb")
     p.add_argument("--seed", type=int, default=7)
@@ -131,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.print_help()
         return 0
     try:
-        handler = globals()[f"cmd_{args.command}"]
+        from . import cli_findings
+
+        handler = globals().get(f"cmd_{args.command}") or getattr(cli_findings, f"cmd_{args.command}")
         return int(handler(args))
     except KeyboardInterrupt:
         return _interrupted(args.command)
@@ -151,9 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Options of query/export, and those that take the next word as their value.
 _OPTIONS = {"-h", "--help", "--limit", "--offset", "--columns", "--format", "-o", "--output", "--marked",
-            "--by", "--force", "--failed", "--thresholds", "--host", "--process", "--ascii"}
+            "--by", "--force", "--failed", "--thresholds", "--host", "--process", "--ascii", "--rule",
+            "--min-severity", "--rules"}
 _TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output", "--by", "--thresholds",
-                "--host", "--process"}
+                "--host", "--process", "--rule", "--min-severity", "--rules"}
 
 
 def _split_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:

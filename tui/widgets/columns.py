@@ -93,9 +93,20 @@ _SPECS: dict[str, ColumnSpec] = {
     "name": ColumnSpec("name", "image", 16, 8, 97),
     "edge": ColumnSpec("edge", "link", 10, 4, 72),
     "marks": ColumnSpec("marks", "marks", 28, 8, 90, flex=True),
+    # The findings view and `ashiato findings` (tui/widgets/rows.py FindingRows).
+    "severity": ColumnSpec("severity", "sev", 4, 4, 99),
+    "rule": ColumnSpec("rule", "rule", 22, 10, 92),
+    "reason": ColumnSpec("reason", "why", 40, 20, 94, flex=True),
+    "attack": ColumnSpec("attack", "att&ck", 10, 9, 30),
+    # `ashiato rules list`.
+    "rule_status": ColumnSpec("rule_status", "status", 8, 6, 93),
+    "title": ColumnSpec("title", "title", 40, 16, 91, flex=True),
+    "file": ColumnSpec("file", "file", 22, 8, 40),
 }
 SESSION_COLUMNS = ["start", "host", "account", "type", "source", "priv", "flags", "lasted", "logon_id",
                    "auth_package", "events", "end_reason"]
+
+FINDING_COLUMNS = ["severity", "first", "host", "rule", "user", "count", "reason", "attack"]
 
 PROCESS_COLUMNS = ["start", "host", "name", "pid", "user", "marks", "edge", "command_line"]
 
