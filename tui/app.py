@@ -96,6 +96,13 @@ class AshiatoApp(App[None]):
         if self.session is not None:
             self.push_screen(LogonsScreen(self.session))
 
+    def show_findings(self) -> None:
+        """The findings view, worst first."""
+        from .screens.findings import FindingsScreen
+
+        if self.session is not None:
+            self.push_screen(FindingsScreen(self.session, self.keymap))
+
     def show_sessions_at(self, key: Any) -> None:
         """The sessions view narrowed to one session (from a process)."""
         from .screens.sessions import SessionsScreen

@@ -23,6 +23,7 @@ __all__ = [
     "compute",
     "contract",
     "count",
+    "counts",
     "current",
     "ensure",
     "failed_rules",
@@ -110,6 +111,16 @@ def window(cur: Cursor, view: Any, start: int, n: int) -> list[dict[str, Any]]:
     if where is None:
         return []
     return _rows(cur.execute(f"SELECT * FROM findings WHERE {where[0]} ORDER BY ord", where[1]))
+
+
+def counts(cur: Cursor) -> tuple[int, int] | None:
+    """(findings, those high or critical), None when the case has none computed."""
+    try:
+        row = cur.execute("SELECT count(*), count(*) FILTER (WHERE rank >= ?) FROM findings",
+                          [SEVERITIES.index("high")]).fetchall()[0]
+    except duckdb.CatalogException:
+        return None
+    return int(row[0]), int(row[1])
 
 
 def term_sql() -> str:

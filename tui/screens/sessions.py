@@ -10,23 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
-from textual.app import ComposeResult
-from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Static
+from textual import work
 
 from engine import sessions, views
-from engine.filters import Compiled, FilterError
+from engine.filters import Compiled
 
 from ..safe_text import escape, fit
-from ..session import Job, Session
+from ..session import Session
 from ..widgets.columns import SESSION_COLUMNS
 from ..widgets.rows import SessionRows, duration_text
-from ..widgets.status import StatusBar
-from ..widgets.timeline import Timeline, TimelineHeader
 from .base import keymap_bindings
-from .prompt import PromptScreen
+from .table_view import TableViewScreen
 
 if TYPE_CHECKING:
     from ..keymap import Keymap
@@ -44,112 +38,43 @@ def session_title(row: dict[str, Any]) -> str:
     return f"session {user} type {row.get('logon_type')} on {row.get('host')} (0x{int(row['logon_id']):x})"
 
 
-class SessionsResolved(Message):
-    def __init__(self, request: int, filters: list[str], view: views.View | None, error: str | None) -> None:
-        super().__init__()
-        self.request = request
-        self.filters = filters
-        self.view = view
-        self.error = error
-
-
-class SessionsScreen(Screen[None]):
+class SessionsScreen(TableViewScreen):
     BINDINGS = keymap_bindings("sessions")
     DEFAULT_CSS = """
     SessionsScreen #sessions-info { height: 3; background: $panel; padding: 0 1; }
     """
+    NOUN = "sessions"
+    TABLE = "sessions"
+    COLUMNS = SESSION_COLUMNS
+    FILTER_HELP = "user: host: type:3,10 ip: privileged:yes flag:ntlm after: …"
+    FILTER_EXAMPLE = "type:10 privileged:yes"
 
     def __init__(self, session: Session, keymap: Keymap, *, filters: list[str] | None = None) -> None:
-        super().__init__()
-        self.session = session
-        self.keymap = keymap
-        self.filters: list[str] = list(filters or [])
-        self.view: views.View | None = None
-        self.search: Compiled | None = None
-        self.search_text = ""
-        self._request = 0
-        self._job: Job | None = None
-        self.is_loading = True
+        super().__init__(session, keymap, filters=filters)
         self.marks: set[int] = set()
 
-    # -- layout ------------------------------------------------------------------------------------
-    def compose(self) -> ComposeResult:
-        self.table = Timeline(self.session, source=SessionRows(self.marks), columns=SESSION_COLUMNS,
-                              id="sessions-table")
-        self.header_bar = TimelineHeader(self.table, id="sessions-header")
-        yield self.header_bar
-        yield self.table
-        self.info = Static("", id="sessions-info")
-        yield self.info
-        self.status = StatusBar(id="status")
-        yield self.status
+    def source(self) -> SessionRows:
+        return SessionRows(self.marks)
 
-    def on_mount(self) -> None:
-        self.table.focus()
-        self._load_marks()
-        self._go(self.filters)
-
-    def message(self, text: str, *, error: bool = False) -> None:
-        self.status.set_message(text, error=error)
-
-    # -- views -------------------------------------------------------------------------------------
-    def _compile(self, text: str) -> Compiled:
+    def compile(self, text: str) -> Compiled:
         return sessions.compile_session_filter(text)
 
-    def _go(self, filters: list[str]) -> None:
-        text = " ".join(filters)
-        try:
-            self._compile(text)
-        except FilterError as exc:
-            self.message(f"{exc}", error=True)
-            return
-        self._request += 1
-        self.session.cancel(self._job)
-        self.is_loading = True
-        self._resolve(self._request, list(filters), text)
+    def resolve(self, cur: Any, text: str) -> views.View:
+        return sessions.resolve(cur, text)  # type: ignore[no-any-return]
 
-    @work(thread=True, group="sessions-resolve", exit_on_error=False)
-    def _resolve(self, request: int, filters: list[str], text: str) -> None:
-        try:
-            with self.session.busy("sessions") as (cur, job):
-                self._job = job
-                view = sessions.resolve(cur, text)
-        except Exception as exc:  # a failed worker always reaches the status bar
-            self.post_message(SessionsResolved(request, filters, None, str(exc)))
-            return
-        self.post_message(SessionsResolved(request, filters, view, None))
-
-    @on(SessionsResolved)
-    def _resolved(self, message: SessionsResolved) -> None:
-        if message.request != self._request:
-            return
-        self.is_loading = False
-        if message.view is None:
-            self.message(f"sessions failed: {message.error}", error=True)
-            return
-        self.filters = message.filters
+    def remember_filters(self, filters: list[str]) -> None:
         if hasattr(self.app, "sessions_filters"):
-            self.app.sessions_filters = list(self.filters)
-        self.view = message.view
-        self.table.set_view(message.view, 0)
-        self.status.update_view(title="sessions", filters=" ".join(self.filters), enabled=True,
-                                count=message.view.count, total=message.view.total, first=None, last=None)
-        self.message("" if message.view.count else "no session matches")
+            self.app.sessions_filters = filters
 
-    def busy(self) -> bool:
-        return self.is_loading or self.table.pending()
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._load_marks()
 
-    @on(Timeline.LayoutChanged)
-    def _layout_changed(self) -> None:
-        self.header_bar.refresh()
+    def value_source(self, row: dict[str, Any], column: str) -> str | None:
+        return {"account": "user", "type": "logon_type", "source": "src_ip" if row.get("src_ip") else "workstation",
+                "priv": "privileged", "lasted": None, "flags": "flags", "start": None}.get(column, column)
 
-    @on(Timeline.CursorMoved)
-    def _cursor_moved(self, message: Timeline.CursorMoved) -> None:
-        self.status.index = message.index
-        self.status.refresh()
-        self.info.update(self._info(message.row))
-
-    def _info(self, row: dict[str, Any] | None) -> Text:
+    def info(self, row: dict[str, Any] | None) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
         if row is None:
             return out
@@ -180,134 +105,6 @@ class SessionsScreen(Screen[None]):
                    style="bold" if reasons else "dim")
         return out
 
-    # -- keys ---------------------------------------------------------------------------------------
-    def action_cursor_down(self) -> None:
-        self.table.move_by(1)
-
-    def action_cursor_up(self) -> None:
-        self.table.move_by(-1)
-
-    def action_page_down(self) -> None:
-        self.table.page(1)
-
-    def action_page_up(self) -> None:
-        self.table.page(-1)
-
-    def action_first(self) -> None:
-        self.table.move_to(0)
-
-    def action_last(self) -> None:
-        self.table.move_to(self.table.count - 1)
-
-    def action_column_left(self) -> None:
-        self.table.move_column(-1)
-
-    def action_column_right(self) -> None:
-        self.table.move_column(1)
-
-    def _validator(self) -> Any:
-        from .prompt import filter_validator
-
-        return filter_validator(self.session, self._compile)
-
-    def action_filter(self) -> None:
-        prompt = PromptScreen("filter sessions  (user: host: type:3,10 ip: privileged:yes flag:ntlm after: …)",
-                              validate=self._validator(), placeholder="type:10 privileged:yes")
-        self.app.push_screen(prompt, self._filter_entered)
-
-    def _filter_entered(self, text: str | None) -> None:
-        if text:
-            self._go([*self.filters, text])
-
-    def action_drop_filter(self) -> None:
-        if not self.filters:
-            self.message("no filter to drop")
-            return
-        self._go(self.filters[:-1])
-
-    def _value_term(self, negate: bool) -> None:
-        from .timeline import value_term
-
-        row, column = self.table.current_row(), self.table.focused_column_name()
-        if row is None or column is None:
-            self.message("no session under the cursor yet", error=True)
-            return
-        source = {"account": "user", "type": "logon_type", "source": "src_ip" if row.get("src_ip") else "workstation",
-                  "priv": "privileged", "lasted": None, "flags": "flags", "start": None}.get(column, column)
-        value = row.get(source) if source else None
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if source is None or value is None or value == "":
-            self.message(f"{column} has no single value to filter on here", error=True)
-            return
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
-        self._go([*self.filters, value_term(source, value, negate=negate)])
-
-    def action_keep_value(self) -> None:
-        self._value_term(False)
-
-    def action_exclude_value(self) -> None:
-        self._value_term(True)
-
-    def action_search(self) -> None:
-        prompt = PromptScreen("search sessions  (jumps; n / N for next / previous)", initial=self.search_text,
-                              validate=self._validator(), placeholder="user:alice")
-        self.app.push_screen(prompt, self._search_entered)
-
-    def _search_entered(self, text: str | None) -> None:
-        if not text:
-            return
-        self.search_text, self.search = text, self._compile(text)
-        self._find(self.table.cursor - 1, backwards=False)
-
-    def action_next_match(self) -> None:
-        if self.search is None:
-            self.message("no search: / starts one")
-            return
-        self._find(self.table.cursor, backwards=False)
-
-    def action_previous_match(self) -> None:
-        if self.search is None:
-            self.message("no search: / starts one")
-            return
-        self._find(self.table.cursor, backwards=True)
-
-    def _find(self, here: int, *, backwards: bool) -> None:
-        if self.view is None or self.search is None:
-            return
-        self._find_worker(self._request, self.view, self.search, here, backwards)
-
-    @work(thread=True, group="sessions-search", exclusive=True, exit_on_error=False)
-    def _find_worker(self, request: int, view: views.View, search: Compiled, here: int, backwards: bool) -> None:
-        try:
-            with self.session.busy("search") as (cur, _job):
-                matches = [int(r[0]) for r in cur.execute(
-                    f"SELECT ord FROM sessions e WHERE {search.sql} ORDER BY ord", search.params).fetchall()]
-        except Exception as exc:
-            self.app.call_from_thread(self.message, f"search failed: {exc}", error=True)
-            return
-        import numpy as np
-
-        found = views.find_in(view, views.View(search, view.total, np.asarray(matches, dtype=np.int64)), here,
-                              backwards=backwards)
-        self.app.call_from_thread(self._found, request, found)
-
-    def _found(self, request: int, index: int | None) -> None:
-        if request != self._request:
-            return
-        if index is None:
-            self.message(f"no more sessions match {self.search_text}")
-            return
-        self.message("")
-        self.table.move_to(index, center=True)
-
-    def action_cancel(self) -> None:
-        self.session.cancel(self._job)
-        if self.search is not None:
-            self.search, self.search_text = None, ""
-            self.message("search cleared")
-
     def action_frequency(self) -> None:
         from .frequency import FrequencyScreen
 
@@ -328,7 +125,7 @@ class SessionsScreen(Screen[None]):
         _kind, column, value, negate = choice
         if isinstance(value, bool):
             value = "yes" if value else "no"
-        self._go([*self.filters, value_term(column, value, negate=negate)])
+        self.go([*self.filters, value_term(column, value, negate=negate)])
 
     # -- marks and export ----------------------------------------------------------------------------
     @work(thread=True, group="session-marks", exit_on_error=False)
@@ -425,12 +222,3 @@ class SessionsScreen(Screen[None]):
             self.app.call_from_thread(self.message, "this session started no process the logs show", error=True)
         else:
             self.app.call_from_thread(self.app.show_tree, node)  # type: ignore[attr-defined]
-
-    def action_back(self) -> None:
-        self.session.cancel(self._job)
-        self.app.pop_screen()
-
-    def action_help(self) -> None:
-        from .help import HelpScreen
-
-        self.app.push_screen(HelpScreen(self.keymap))

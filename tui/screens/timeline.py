@@ -203,6 +203,7 @@ class TimelineScreen(Screen[None]):
         self._update_side_visibility()
         self.go(ViewState(), push=False)
         self._work_timer = self.set_interval(0.1, self._tick_work, pause=False)
+        self._count_findings()
 
     def on_resize(self) -> None:
         self._update_side_visibility()
@@ -874,6 +875,25 @@ class TimelineScreen(Screen[None]):
 
     def action_failed_logons(self) -> None:
         self.ashiato.show_failed_logons()
+
+    def action_findings(self) -> None:
+        self.ashiato.show_findings()
+
+    @work(thread=True, group="findings-count", exit_on_error=False)
+    def _count_findings(self) -> None:
+        from engine import findings
+
+        try:
+            with self.session.cursor() as cur:
+                counts = findings.counts(cur)
+        except Exception as exc:  # a failed worker always reaches the status bar
+            self.app.call_from_thread(self.message, f"findings: {exc}", error=True)
+            return
+        self.app.call_from_thread(self._findings_counted, counts)
+
+    def _findings_counted(self, counts: tuple[int, int] | None) -> None:
+        self.status.findings = counts
+        self.status.refresh()
 
     def action_tree(self) -> None:
         row = self.timeline.current_row()

@@ -104,3 +104,28 @@ class SessionRows:
         if column == "host":
             return escape(short_host(row.get("host")))
         return cell_text(row, column, local)
+
+
+class FindingRows:
+    """Findings, worst first (engine.findings); no marks of their own (their events are marked)."""
+
+    def window(self, cur: duckdb.DuckDBPyConnection, view: views.View, start: int, n: int) -> list[dict[str, Any]]:
+        from engine import findings
+
+        return findings.window(cur, view, start, n)
+
+    def mark_of(self, row: dict[str, Any]) -> str | None:
+        return None
+
+    def cell(self, row: dict[str, Any], column: str, local: bool) -> str:
+        if column == "severity":
+            return str(row.get("severity") or "")[:4]
+        if column == "first":
+            return format_time(row.get("first"), local)
+        if column == "host":
+            return escape(short_host(row.get("host")))
+        if column == "attack":
+            return escape(" ".join(row.get("attack") or []))
+        if column in ("reason", "rule", "user"):
+            return escape(row.get(column) or "")
+        return cell_text(row, column, local)

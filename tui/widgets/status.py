@@ -35,6 +35,7 @@ class StatusBar(Widget):
         self.message = ""
         self.message_is_error = False
         self.tag: str | None = None
+        self.findings: tuple[int, int] | None = None  # (all, high or worse), shown by the timeline
 
     def update_view(self, *, title: str, filters: str, enabled: bool, count: int, total: int,
                     first: datetime | None, last: datetime | None, done: float = 1.0) -> None:
@@ -93,6 +94,11 @@ class StatusBar(Widget):
             last = format_time(self.last, self.local_time) or "(no time)"
             bottom.append("  ")
             bottom.append(f"{first} → {last}", style="dim")
+        if self.findings is not None and self.findings[0]:
+            total, serious = self.findings
+            bottom.append(f"  ! {total:,} finding{'s' if total != 1 else ''}", style="bold" if serious else "")
+            if serious:
+                bottom.append(f" ({serious:,} high+)", style="bold")
         if self.work:
             label, started, done = self.work[-1]
             spin = SPINNER[int(time.monotonic() * 10) % len(SPINNER)]
