@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def test_smb_password_guessing_raises_brute_force_with_the_whole_burst(corpus_ca
     for times in by_account.values():
         times.sort()
         run = 1
-        for a, b in zip(times, times[1:], strict=False):
+        for a, b in pairwise(times):
             run = run + 1 if b - a <= timedelta(minutes=5) else 1
             longest = max(longest, run)
     hits = _hits(corpus_case, relpath, "brute-force")

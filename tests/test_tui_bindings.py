@@ -1296,3 +1296,147 @@ def test_with_no_color_the_highlighted_value_of_a_list_is_reversed(case_path: Pa
         assert listing.render_line(1).text.startswith(">") and not listing.render_line(0).text.startswith(">")
 
     drive(case_path, scenario, size=(80, 24))
+
+
+# -- findings ------------------------------------------------------------------------------------------
+def _findings_screen(app: AshiatoApp) -> Any:
+    from tui.screens.findings import FindingsScreen
+
+    assert isinstance(app.screen, FindingsScreen), app.screen
+    return app.screen
+
+
+@covers("timeline.findings", "findings.cursor_down", "findings.cursor_up", "findings.page_down", "findings.page_up",
+        "findings.first", "findings.last", "findings.column_left", "findings.column_right", "findings.open",
+        "findings.back", "findings.help", "findings.filter", "findings.drop_filter", "findings.keep_value",
+        "findings.exclude_value", "findings.search", "findings.next_match", "findings.previous_match",
+        "findings.cancel", "findings.session", "findings.tree", "findings.allow")
+def test_bang_opens_the_findings_worst_first_and_each_key_goes_where_it_says(
+        case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import findings
+
+    monkeypatch.setattr(findings.rules, "user_rules_dir", lambda: tmp_path / "rules")
+    with Case(case_path, read_only=True) as case:
+        expected = findings.listing(case.cursor())
+    assert expected
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        tl = screen_of(app)
+        assert tl.status.findings == (len(expected), sum(f["rank"] >= 3 for f in expected))
+        await press(pilot, *keys_of("timeline.findings"))
+        scr = _findings_screen(app)
+        table = scr.table
+        assert table.count == len(expected) and table.current_row()["id"] == expected[0]["id"]
+        for key in keys_of("findings.cursor_down"):
+            await press(pilot, key)
+            assert table.cursor == 1
+            await press(pilot, keys_of("findings.cursor_up")[0])
+        for key in keys_of("findings.cursor_up"):
+            await press(pilot, "j")
+            await press(pilot, key)
+            assert table.cursor == 0
+        for key in keys_of("findings.last"):
+            await press(pilot, key)
+            assert table.cursor == table.count - 1
+        for key in keys_of("findings.first"):
+            await press(pilot, key)
+            assert table.cursor == 0
+        for key in keys_of("findings.page_down"):
+            await press(pilot, key)
+            assert table.cursor == min(table.count - 1, table.size.height)
+            await press(pilot, "g")
+        for key in keys_of("findings.page_up"):
+            await press(pilot, "G")
+            before = table.cursor
+            await press(pilot, key)
+            assert table.cursor == max(0, before - table.size.height)
+        await press(pilot, "g")
+        for key in keys_of("findings.column_right"):
+            before = table.focus_column
+            await press(pilot, key)
+            assert table.focus_column == before + 1
+        for key in keys_of("findings.column_left"):
+            before = table.focus_column
+            await press(pilot, key)
+            assert table.focus_column == before - 1
+        await press(pilot, *keys_of("findings.help"))
+        assert "Findings" in str(app.screen.query_one("#help-text").render())
+        await press(pilot, "q")
+        # filter, then drop it; keep and exclude the focused rule
+        for key in keys_of("findings.filter"):
+            await press(pilot, key)
+            assert app.screen.__class__.__name__ == "PromptScreen"
+            await press(pilot, "escape")
+        await press(pilot, keys_of("findings.filter")[0])
+        await pilot.press(*"rule:lsass-access")
+        await press(pilot, "enter")
+        lsass = [f for f in expected if f["rule"] == "lsass-access"]
+        assert table.count == len(lsass) >= 1
+        await press(pilot, *keys_of("findings.drop_filter"))
+        assert table.count == len(expected)
+        while table.focused_column_name() != "rule":
+            await press(pilot, "l")
+        first_rule = table.current_row()["rule"]
+        await press(pilot, *keys_of("findings.keep_value"))
+        assert scr.filters == [f'rule:"{first_rule}"'] or scr.filters == [f"rule:{first_rule}"]
+        assert table.count == sum(f["rule"] == first_rule for f in expected)
+        await press(pilot, *keys_of("findings.drop_filter"))
+        await press(pilot, *keys_of("findings.exclude_value"))
+        assert table.count == sum(f["rule"] != first_rule for f in expected)
+        await press(pilot, *keys_of("findings.drop_filter"))
+        # search jumps between lsass findings without filtering
+        await press(pilot, *keys_of("findings.search"))
+        await pilot.press(*"rule:lsass*")
+        await press(pilot, "enter")
+        assert table.current_row()["rule"].startswith("lsass")
+        here = table.cursor
+        await press(pilot, *keys_of("findings.next_match"))
+        await press(pilot, *keys_of("findings.previous_match"))
+        assert table.cursor == here and table.count == len(expected)
+        await press(pilot, keys_of("findings.cancel")[0])
+        assert scr.search is None
+        # the lsass finding: its process tree, then its events in the timeline
+        target = table.current_row()
+        await press(pilot, *keys_of("findings.tree"))
+        assert app.screen.__class__.__name__ == "ProcessTreeScreen"
+        await press(pilot, "q")
+        assert _findings_screen(app) is scr
+        await press(pilot, *keys_of("findings.open"))
+        assert app.screen is tl and tl.state.filters == [f"finding:{target['id']}"]
+        assert tl.view.count == len(target["eids"])
+        # a finding with a session: s opens it
+        await press(pilot, *keys_of("timeline.findings"))
+        scr = _findings_screen(app)
+        with_session = next(i for i, f in enumerate(expected) if f["logon_id"] is not None and f["boot"] is not None)
+        scr.table.move_to(with_session)
+        await settle(pilot)
+        await press(pilot, *keys_of("findings.session"))
+        assert app.screen.__class__.__name__ == "SessionsScreen" and app.screen.table.count == 1
+        await press(pilot, "q")
+        # x: the lsass finding's image allowlisted in the user's rules directory; it goes away
+        scr = _findings_screen(app)
+        index = next(i for i, f in enumerate(expected) if f["rule"] == "lsass-access")
+        scr.table.move_to(index)
+        await settle(pilot)
+        await press(pilot, *keys_of("findings.allow"))
+        prompt = app.screen
+        assert prompt.__class__.__name__ == "PromptScreen"
+        await press(pilot, "enter")
+        for _ in range(50):
+            await settle(pilot)
+            if "allowlisted" in scr.status.message:
+                break
+        assert "allowlisted" in scr.status.message, scr.status.message
+        assert not [f for f in _rows_of(scr) if f["rule"] == "lsass-access"]
+        assert "lsass-access" in (tmp_path / "rules" / "allowlist.toml").read_text(encoding="utf-8")
+        await press(pilot, *keys_of("findings.back")[:1])
+        assert app.screen is tl
+
+    drive(case_path, scenario, size=(100, 30))
+
+
+def _rows_of(scr: Any) -> list[dict[str, Any]]:
+    from engine import findings
+
+    with scr.session.cursor() as cur:
+        return findings.listing(cur)

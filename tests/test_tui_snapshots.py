@@ -107,3 +107,9 @@ def test_the_process_tree_opens_at_the_lsass_dumping_rundll32(snap_compare: Any,
 def test_the_process_view_shows_how_rundll32_was_started_and_what_it_did(snap_compare: Any, case_path: Path,
                                                                          size: tuple[int, int]) -> None:
     assert snap_compare(app_for(case_path), terminal_size=size, run_before=_tree_at("rundll32.exe", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_findings_view_puts_the_critical_spray_success_first(snap_compare: Any, case_path: Path,
+                                                                 size: tuple[int, int]) -> None:
+    assert snap_compare(app_for(case_path), terminal_size=size, run_before=keys("exclamation_mark"))

@@ -209,8 +209,8 @@ class FindingsScreen(TableViewScreen):
         self.app.call_from_thread(self._allowed, rule_id, column, glob, mine)
 
     def _allowed(self, rule_id: str, column: str, glob: str, failed: list[str]) -> None:
-        self.go(self.filters)
         if failed:
-            self.message(f"allowlist saved, but: {failed[0]}", error=True)
+            self.go(self.filters, then_say=(f"allowlist saved, but: {failed[0]}", True))
         else:
-            self.message(f"{rule_id}: {column} = {glob} allowlisted; findings computed again")
+            self.go(self.filters, then_say=(f"{rule_id}: {column} = {glob} allowlisted; findings computed again",
+                                            False))

@@ -21,6 +21,9 @@ SCREEN_TITLES = {
     "help": "Help",
     "sessions": "Sessions",
     "logons": "Failed logons",
+    "findings": "Findings",
+    "tree": "Process tree",
+    "process": "Process",
 }
 
 

@@ -58,6 +58,7 @@ class TableViewScreen(Screen[None]):
         self._request = 0
         self._job: Job | None = None
         self.is_loading = True
+        self._then_say: tuple[str, bool] | None = None  # said once the next view is shown
 
     # -- what a subclass says ------------------------------------------------------------------------
     def source(self) -> Any:
@@ -103,7 +104,8 @@ class TableViewScreen(Screen[None]):
         self.status.set_message(text, error=error)
 
     # -- views -------------------------------------------------------------------------------------
-    def go(self, filters: list[str], *, first: bool = False) -> None:
+    def go(self, filters: list[str], *, first: bool = False, then_say: tuple[str, bool] | None = None) -> None:
+        self._then_say = then_say
         text = " ".join(filters)
         try:
             self.compile(text)
@@ -142,6 +144,10 @@ class TableViewScreen(Screen[None]):
         self.table.set_view(message.view, 0)
         self.status.update_view(title=self.NOUN, filters=" ".join(self.filters), enabled=True,
                                 count=message.view.count, total=message.view.total, first=None, last=None)
+        if self._then_say is not None:
+            self.message(self._then_say[0], error=self._then_say[1])
+            self._then_say = None
+            return
         self.message("" if message.view.count else f"no {self.NOUN[:-1] if self.NOUN.endswith('s') else self.NOUN} "
                      "matches")
 
