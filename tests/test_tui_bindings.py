@@ -1310,7 +1310,7 @@ def _findings_screen(app: AshiatoApp) -> Any:
         "findings.first", "findings.last", "findings.column_left", "findings.column_right", "findings.open",
         "findings.back", "findings.help", "findings.filter", "findings.drop_filter", "findings.keep_value",
         "findings.exclude_value", "findings.search", "findings.next_match", "findings.previous_match",
-        "findings.cancel", "findings.session", "findings.tree", "findings.allow")
+        "findings.cancel", "findings.session", "findings.tree", "findings.allow", "findings.coverage")
 def test_bang_opens_the_findings_worst_first_and_each_key_goes_where_it_says(
         case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine import findings
@@ -1429,6 +1429,12 @@ def test_bang_opens_the_findings_worst_first_and_each_key_goes_where_it_says(
         assert "allowlisted" in scr.status.message, scr.status.message
         assert not [f for f in _rows_of(scr) if f["rule"] == "lsass-access"]
         assert "lsass-access" in (tmp_path / "rules" / "allowlist.toml").read_text(encoding="utf-8")
+        # C: the coverage panel, per host, says what is not visible
+        await press(pilot, *keys_of("findings.coverage"))
+        text = str(app.screen.query_one("#help-text").render())
+        assert text.startswith("Coverage") and "WS07" in text and "not visible" in text
+        await press(pilot, *keys_of("help.back")[:1])
+        assert _findings_screen(app) is scr
         await press(pilot, *keys_of("findings.back")[:1])
         assert app.screen is tl
 

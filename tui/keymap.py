@@ -117,6 +117,7 @@ ACTIONS: dict[str, dict[str, str]] = {
         "session": "the logon session of the finding",
         "tree": "process tree at the finding's process",
         "allow": "allowlist a value of the finding for its rule (saved to your rules directory)",
+        "coverage": "coverage: what each host's logs can and cannot show",
         "back": "back to the timeline",
         "help": "this help",
         "cancel": "cancel background work / clear the search",

@@ -251,6 +251,9 @@ def load(*dirs: Path | None, user: bool = True) -> RuleSet:
     the other rules still run."""
     chosen = [PROJECT_RULES] + ([user_rules_dir()] if user else []) + [d for d in dirs if d is not None]
     out = RuleSet()
+    if not PROJECT_RULES.is_dir():
+        out.failed.append(f"{PROJECT_RULES}: the project's rules directory is missing (install from a clone "
+                          "with pip install -e .)")
     by_id: dict[str, Rule] = {}
     for directory in chosen:
         if not directory.is_dir():

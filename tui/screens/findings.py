@@ -78,6 +78,7 @@ class FindingsScreen(TableViewScreen):
         if row.get("process") is not None or row.get("logon_id") is not None:
             links.append(f"{keys.display('findings', 'tree')} process tree")
         links.append(f"{keys.display('findings', 'allow')} allowlist a value")
+        links.append(f"{keys.display('findings', 'coverage')} coverage")
         out.append(fit(" · ".join(links), width), style="dim")
         return out
 
@@ -135,6 +136,11 @@ class FindingsScreen(TableViewScreen):
             self.app.call_from_thread(self.message, "no process the logs show is behind this finding", error=True)
         else:
             self.app.call_from_thread(self.app.show_tree, node)  # type: ignore[attr-defined]
+
+    def action_coverage(self) -> None:
+        from .coverage import CoverageScreen
+
+        self.app.push_screen(CoverageScreen(self.session, self.keymap))
 
     # -- allowlist ----------------------------------------------------------------------------------
     def _allow_value(self, row: dict[str, Any], rule: Any) -> tuple[str, str] | None:

@@ -76,6 +76,12 @@ def build_entries(d: dict[str, Any], *, local_time: bool = False, tag: str | Non
     fact("source", d.get("path"))
     fact("eid", d.get("eid"))
 
+    script = d.get("script")
+    if script:
+        entries.append(Entry(f"whole script ({script['parts']} of {script['total']} parts, joined)", [""],
+                             section=True))
+        entries.append(Entry("ScriptBlockText", escape_lines(script["text"], DETAIL_LIMIT) or [""], None,
+                             script["text"]))
     fields = d.get("fields") or []
     if fields:
         entries.append(Entry("event data", [""], section=True))
