@@ -791,6 +791,42 @@ async def _wait_for_hits(pilot: Any) -> None:
 
 # -- the meta test ----------------------------------------------------------------------------------------
 # -- sessions and failed logons -----------------------------------------------------------------------
+async def _moves_like_the_timeline(pilot: Any, table: Any, section: str) -> None:
+    """Every movement key of a derived-table view (TableViewScreen) moves its table as it says."""
+    for key in keys_of(f"{section}.cursor_down"):
+        before = table.cursor
+        await press(pilot, key)
+        assert table.cursor == before + 1
+    for key in keys_of(f"{section}.cursor_up"):
+        before = table.cursor
+        await press(pilot, key)
+        assert table.cursor == before - 1
+    for key in keys_of(f"{section}.last"):
+        await press(pilot, key)
+        assert table.cursor == table.count - 1
+    for key in keys_of(f"{section}.first"):
+        await press(pilot, key)
+        assert table.cursor == 0
+    for key in keys_of(f"{section}.page_down"):
+        await press(pilot, key)
+        assert table.cursor == min(table.count - 1, table.size.height)
+        await press(pilot, *keys_of(f"{section}.first"))
+    for key in keys_of(f"{section}.page_up"):
+        await press(pilot, *keys_of(f"{section}.last"))
+        before = table.cursor
+        await press(pilot, key)
+        assert table.cursor == max(0, before - table.size.height)
+    await press(pilot, *keys_of(f"{section}.first"))
+    for key in keys_of(f"{section}.column_right"):
+        before = table.focus_column
+        await press(pilot, key)
+        assert table.focus_column == before + 1
+    for key in keys_of(f"{section}.column_left"):
+        before = table.focus_column
+        await press(pilot, key)
+        assert table.focus_column == before - 1
+
+
 def _sessions_screen(app: AshiatoApp) -> Any:
     from tui.screens.sessions import SessionsScreen
 
@@ -815,37 +851,7 @@ def test_s_opens_the_sessions_and_enter_shows_every_event_of_one_in_the_timeline
         scr = _sessions_screen(app)
         table = scr.table
         assert table.count == _session_count(app, "")
-        for key in keys_of("sessions.cursor_down"):
-            before = table.cursor
-            await press(pilot, key)
-            assert table.cursor == before + 1
-        for key in keys_of("sessions.cursor_up"):
-            before = table.cursor
-            await press(pilot, key)
-            assert table.cursor == before - 1
-        for key in keys_of("sessions.last"):
-            await press(pilot, key)
-            assert table.cursor == table.count - 1
-        for key in keys_of("sessions.first"):
-            await press(pilot, key)
-            assert table.cursor == 0
-        for key in keys_of("sessions.page_down"):
-            await press(pilot, key)
-            assert table.cursor == min(table.count - 1, table.size.height)
-            await press(pilot, *keys_of("sessions.first"))
-        for key in keys_of("sessions.page_up"):
-            await press(pilot, *keys_of("sessions.last"))
-            before = table.cursor
-            await press(pilot, key)
-            assert table.cursor == max(0, before - table.size.height)
-        for key in keys_of("sessions.column_right"):
-            before = table.focus_column
-            await press(pilot, key)
-            assert table.focus_column == before + 1
-        for key in keys_of("sessions.column_left"):
-            before = table.focus_column
-            await press(pilot, key)
-            assert table.focus_column == before - 1
+        await _moves_like_the_timeline(pilot, table, "sessions")
         await press(pilot, *keys_of("sessions.help"))
         assert "Sessions" in str(app.screen.query_one("#help-text").render())
         await press(pilot, "q")
@@ -1327,38 +1333,7 @@ def test_bang_opens_the_findings_worst_first_and_each_key_goes_where_it_says(
         scr = _findings_screen(app)
         table = scr.table
         assert table.count == len(expected) and table.current_row()["id"] == expected[0]["id"]
-        for key in keys_of("findings.cursor_down"):
-            await press(pilot, key)
-            assert table.cursor == 1
-            await press(pilot, keys_of("findings.cursor_up")[0])
-        for key in keys_of("findings.cursor_up"):
-            await press(pilot, "j")
-            await press(pilot, key)
-            assert table.cursor == 0
-        for key in keys_of("findings.last"):
-            await press(pilot, key)
-            assert table.cursor == table.count - 1
-        for key in keys_of("findings.first"):
-            await press(pilot, key)
-            assert table.cursor == 0
-        for key in keys_of("findings.page_down"):
-            await press(pilot, key)
-            assert table.cursor == min(table.count - 1, table.size.height)
-            await press(pilot, "g")
-        for key in keys_of("findings.page_up"):
-            await press(pilot, "G")
-            before = table.cursor
-            await press(pilot, key)
-            assert table.cursor == max(0, before - table.size.height)
-        await press(pilot, "g")
-        for key in keys_of("findings.column_right"):
-            before = table.focus_column
-            await press(pilot, key)
-            assert table.focus_column == before + 1
-        for key in keys_of("findings.column_left"):
-            before = table.focus_column
-            await press(pilot, key)
-            assert table.focus_column == before - 1
+        await _moves_like_the_timeline(pilot, table, "findings")
         await press(pilot, *keys_of("findings.help"))
         assert "Findings" in str(app.screen.query_one("#help-text").render())
         await press(pilot, "q")
