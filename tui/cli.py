@@ -159,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Options of query/export, and those that take the next word as their value.
 _OPTIONS = {"-h", "--help", "--limit", "--offset", "--columns", "--format", "-o", "--output", "--marked",
             "--by", "--force", "--failed", "--thresholds", "--host", "--process", "--ascii", "--rule",
-            "--min-severity", "--rules"}
+            "--min-severity", "--rules", "--sigma"}
 _TAKES_VALUE = {"--limit", "--offset", "--columns", "--format", "-o", "--output", "--by", "--thresholds",
-                "--host", "--process", "--rule", "--min-severity", "--rules"}
+                "--host", "--process", "--rule", "--min-severity", "--rules", "--sigma"}
 
 
 def _split_exclusions(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -21,16 +21,20 @@ def add_parsers(sub: Any, out_format: Any) -> None:
     p.add_argument("--rule", help="one rule's findings (its id)")
     p.add_argument("--min-severity", choices=("informational", "low", "medium", "high", "critical"))
     p.add_argument("--rules", help="a rules directory over the project's and the user's")
+    p.add_argument("--sigma", action="append", metavar="DIR",
+                   help="Sigma rules (a SigmaHQ checkout's rules/windows, or your own); repeatable")
     out_format(p)
 
     p = sub.add_parser("rules", help="the finding rules: list them (with any that failed to load), or show one")
     rsub = p.add_subparsers(dest="rules_command", required=True)
     q = rsub.add_parser("list", help="every rule, enabled or not, its source file; failures with the reason")
     q.add_argument("--rules", help="a rules directory over the project's and the user's")
+    q.add_argument("--sigma", action="append", metavar="DIR", help="Sigma rules to list too (loaded / skipped / failed)")
     out_format(q)
     q = rsub.add_parser("show", help="one rule: what it reads, how it groups, its allowlist and references")
     q.add_argument("rule")
     q.add_argument("--rules", help="a rules directory over the project's and the user's")
+    q.add_argument("--sigma", action="append", metavar="DIR", help="Sigma rules to look in")
 
     p = sub.add_parser("coverage", help="what the logs can and cannot show, per host")
     p.add_argument("case")
@@ -46,7 +50,11 @@ def _rules(args: argparse.Namespace) -> Any:
     extra = Path(args.rules) if getattr(args, "rules", None) else None
     if extra is not None and not extra.is_dir():
         raise _UserError(f"{extra}: no such rules directory")
-    return findings.load(extra)
+    sigma = [Path(d).expanduser() for d in getattr(args, "sigma", None) or []]
+    for d in sigma:
+        if not d.is_dir():
+            raise _UserError(f"{d}: no such Sigma directory")
+    return findings.load(extra, sigma=sigma)
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
@@ -107,8 +115,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
                  f"  att&ck    {' '.join(rule.attack) or '-'}", f"  file      {rule.source}"]
         if rule.description:
             lines.append(f"  about     {rule.description}")
-        lines.append(f"  reads     {'filter ' + rule.filter if rule.filter else 'SQL:'}")
-        if rule.sql:
+        if rule.sigma_condition:
+            lines.append(f"  reads     Sigma, as SQL: {rule.sigma_logsource}")
+            lines.append(f"            AND {rule.sigma_condition}")
+        else:
+            lines.append(f"  reads     {'filter ' + rule.filter if rule.filter else 'SQL:'}")
+        if rule.sql and not rule.sigma_condition:
             lines += [f"            {line}" for line in rule.sql.strip().splitlines()]
         lines.append(f"  groups    by {', '.join(rule.group_by)}"
                      + (f", a new finding after {rule.window} of quiet" if rule.window else ""))
@@ -128,6 +140,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
              "source": r.source, "status": "enabled" if r.enabled else "disabled"} for r in rules.rules]
     rows += [{"rule": None, "severity": None, "enabled": False, "title": None, "attack": [], "source": why.split(":")[0],
               "status": f"failed: {why}"} for why in rules.failed]
+    rows += [{"rule": None, "severity": None, "enabled": False, "title": None, "attack": [], "source": why.split(":")[0],
+              "status": f"skipped: {why.split(': ', 1)[-1]}"} for why in rules.sigma_skipped]
+    rows += [{"rule": None, "severity": None, "enabled": False, "title": None, "attack": [], "source": why.split(":")[0],
+              "status": f"unsupported: {why.split(': ', 1)[-1]}"} for why in rules.sigma_unsupported]
+    if rules.sigma_dirs:
+        print(f"Sigma: {rules.sigma_loaded:,} loaded, {len(rules.sigma_skipped):,} skipped (not Windows, or a "
+              f"logsource not mapped), {len(rules.sigma_unsupported):,} unsupported, "
+              f"{sum(1 for f in rules.failed if '.yml' in f or '.yaml' in f):,} failed", file=sys.stderr)
     if args.format == "table":
         shown = [{**r, "severity": (r["severity"] or "")[:4], "title": r["title"] or r["status"],
                   "attack": " ".join(r["attack"]), "rule_status": r["status"].split(":")[0], "file": Path(r["source"]).name}

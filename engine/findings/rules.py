@@ -76,6 +76,10 @@ class Rule:
     min_distinct: tuple[tuple[str, int], ...] = ()
     allow: tuple[tuple[str, tuple[str, ...]], ...] = ()
     enabled: bool = True
+    # A Sigma rule (engine.findings.sigma): its logsource and condition as SQL over the case; its
+    # hits come from the one pass over each logsource that all its rules share.
+    sigma_logsource: str | None = None
+    sigma_condition: str | None = None
 
     @property
     def rank(self) -> int:
@@ -96,6 +100,10 @@ class RuleSet:
     files: list[Path] = field(default_factory=list)
     allowlist_path: Path | None = None
     texts: list[str] = field(default_factory=list)
+    sigma_dirs: list[Path] = field(default_factory=list)
+    sigma_skipped: list[str] = field(default_factory=list)  # not Windows, or a logsource not mapped
+    sigma_unsupported: list[str] = field(default_factory=list)  # correlation rules, by name
+    sigma_loaded: int = 0
 
     @property
     def enabled(self) -> list[Rule]:
@@ -245,7 +253,21 @@ def _load_allowlist(path: Path, known: set[str]) -> tuple[dict[str, dict[str, li
     return out, text
 
 
-def load(*dirs: Path | None, user: bool = True) -> RuleSet:
+def user_sigma_dirs() -> list[Path]:
+    """The Sigma directories named once in the user's config (`sigma.toml`: dirs = ["…"])."""
+    from platformdirs import user_config_dir
+
+    path = Path(user_config_dir("ashiato")) / "sigma.toml"
+    if not path.is_file():
+        return []
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+        return []
+    return [Path(str(d)).expanduser() for d in data.get("dirs", []) if isinstance(d, str)]
+
+
+def load(*dirs: Path | None, user: bool = True, sigma: list[Path] | None = None) -> RuleSet:
     """The project's rules, then each directory's (the user's rules directory unless `user` is
     False), then the allowlist of the last directory. A file that fails is reported and skipped:
     the other rules still run."""
@@ -275,6 +297,19 @@ def load(*dirs: Path | None, user: bool = True) -> RuleSet:
                     continue
                 seen.add(rule.id)
                 by_id[rule.id] = rule  # a later directory's rule of the same id replaces it
+    sigma_dirs = list(sigma or []) + (user_sigma_dirs() if user else [])
+    if sigma_dirs:
+        from .sigma import load as load_sigma
+
+        found = load_sigma(*[d for d in sigma_dirs if d.is_dir()])
+        out.failed += [f"{d}: no such Sigma directory" for d in sigma_dirs if not d.is_dir()]
+        out.failed += found.failed
+        out.sigma_dirs, out.sigma_skipped, out.sigma_unsupported = sigma_dirs, found.skipped, found.unsupported
+        out.sigma_loaded = len(found.rules)
+        out.texts += found.texts
+        for rule in found.rules:
+            by_id.setdefault(rule.id, rule)  # a project or user rule of the same id wins
+    # The user's allowlist applies to Sigma rules too (by their id): they are loaded first.
     writable = [d for d in chosen if d != PROJECT_RULES]
     out.allowlist_path = (writable[-1] if writable else user_rules_dir()) / "allowlist.toml"
     for directory in writable:

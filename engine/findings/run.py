@@ -192,6 +192,17 @@ def run_all(cur: Cursor, rules: list[Rule]) -> tuple[list[dict[str, Any]], list[
     found: list[dict[str, Any]] = []
     failed: list[str] = []
     seconds: dict[str, float] = {}
+    sigma = [r for r in rules if r.sigma_condition]
+    if sigma:
+        from .sigma import prepare
+
+        t0 = time.perf_counter()
+        bad = prepare(cur, sigma)
+        seconds["sigma: one pass per logsource"] = time.perf_counter() - t0
+        failed += bad
+        # A Sigma rule without hits makes no finding: not grouped (most of a big rule set).
+        hit = {str(r[0]) for r in cur.execute("SELECT DISTINCT rule FROM sigma_hits").fetchall()}
+        rules = [r for r in rules if not r.sigma_condition or r.id in hit]
     for rule in rules:
         t0 = time.perf_counter()
         try:

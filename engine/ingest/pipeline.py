@@ -11,6 +11,7 @@ After the files, new events get their positions in the timeline order.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import re
 import threading
@@ -701,12 +702,12 @@ def _record_sources(con: duckdb.DuckDBPyConnection, files: list[_File], *, parti
                                     "this export's TimeCreated can be the collector's local time marked as UTC, "
                                     f"and no Sysmon UtcTime came before them to learn the offset from{shifted}")
         # Stored absolute: a path as typed means nothing once the case is opened elsewhere.
-        rows.append([f.source_id, str(f.evidence.path.absolute()), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
+        rows.append([f.source_id, os.path.abspath(f.evidence.path), f.sha256, f.evidence.bytes, shape, f.parser, f.stored,
                      f.duplicates, f.damage.skipped, f.damage.first_error, round(seconds, 3), now,
                      f is not partial])
         if f is partial:
             continue
-        errors += [[f.source_id, str(f.evidence.path.absolute()), p.location, p.message] for p in f.damage.problems]
+        errors += [[f.source_id, os.path.abspath(f.evidence.path), p.location, p.message] for p in f.damage.problems]
         status: Literal["ingested", "skipped"] = "ingested" if (f.stored or f.duplicates or (
             f.kind == "evtx" and f.seen)) else "skipped"
         f.result = FileResult(

@@ -1,0 +1,392 @@
+"""Sigma rules as findings: parsed by pySigma (the reference implementation), converted to SQL over
+the case by a DuckDB backend built on pySigma's SQLite backend (its cascade of string, wildcard,
+regex, CIDR, base64, field-reference and comparison conversions is reused; what differs in DuckDB
+is said here), and run as the findings rules are (engine.findings.run).
+
+- Logsources: product windows with a service (a channel) or a category (channels and event IDs);
+  process_creation reads Sysmon 1 and Security 4688 alike, 4688's NewProcessName / ParentProcessName
+  / CommandLine answering for Image / ParentImage / CommandLine through the typed columns.
+- Fields: the event's original field (`event_data`), by its Sigma name; the typed column where one
+  holds it exactly (process creation's image, command line and parent).
+- Matching is case-insensitive (ILIKE, lower() on equality) unless the rule says `|cased`.
+- Keywords (values bound to no field) search the whole event's data, which the SQLite backend
+  Zircolite uses cannot do.
+- Correlation rules are listed as unsupported by name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .rules import SEVERITIES, Rule
+
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+SERVICES = {
+    "security": "Security", "system": "System", "application": "Application", "sysmon": SYSMON,
+    "powershell": "Microsoft-Windows-PowerShell/Operational", "powershell-classic": "Windows PowerShell",
+    "taskscheduler": "Microsoft-Windows-TaskScheduler/Operational",
+    "wmi": "Microsoft-Windows-WMI-Activity/Operational",
+    "windefend": "Microsoft-Windows-Windows Defender/Operational",
+    "bits-client": "Microsoft-Windows-Bits-Client/Operational", "dns-server": "DNS Server",
+    "driver-framework": "Microsoft-Windows-DriverFrameworks-UserMode/Operational",
+    "codeintegrity-operational": "Microsoft-Windows-CodeIntegrity/Operational",
+    "firewall-as": "Microsoft-Windows-Windows Firewall With Advanced Security/Firewall",
+    "terminalservices-localsessionmanager": "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+    "printservice-admin": "Microsoft-Windows-PrintService/Admin",
+    "printservice-operational": "Microsoft-Windows-PrintService/Operational",
+    "smbclient-security": "Microsoft-Windows-SmbClient/Security",
+    "ntlm": "Microsoft-Windows-NTLM/Operational", "dns-client": "Microsoft-Windows-DNS Client Events/Operational",
+    "msexchange-management": "MSExchange Management", "openssh": "OpenSSH/Operational",
+    "appxdeployment-server": "Microsoft-Windows-AppXDeploymentServer/Operational",
+    "lsa-server": "Microsoft-Windows-LSA/Operational", "diagnosis-scripted": "Microsoft-Windows-Diagnosis-Scripted/Operational",
+    "shell-core": "Microsoft-Windows-Shell-Core/Operational", "capi2": "Microsoft-Windows-CAPI2/Operational",
+    "certificateservicesclient-lifecycle-system": "Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational",
+    "iis-configuration": "Microsoft-IIS-Configuration/Operational",
+    "security-mitigations": None,  # two channels: below
+    "appmodel-runtime": "Microsoft-Windows-AppModel-Runtime/Admin",
+    "appxpackaging-om": "Microsoft-Windows-AppxPackagingOM/Operational",
+    "ldap": "Microsoft-Windows-LDAP-Client/Debug", "microsoft-servicebus-client": "Microsoft-ServiceBus-Client",
+    "smbserver-connectivity": "Microsoft-Windows-SMBServer/Connectivity",
+    "smbclient-connectivity": "Microsoft-Windows-SmbClient/Connectivity",
+    "dns-server-analytic": "Microsoft-Windows-DNSServer/Analytical",
+    "applocker": None,  # four channels: below
+}
+MULTI = {"security-mitigations": ("Microsoft-Windows-Security-Mitigations/KernelMode",
+                                  "Microsoft-Windows-Security-Mitigations/UserMode")}
+APPLOCKER = ("Microsoft-Windows-AppLocker/MSI and Script", "Microsoft-Windows-AppLocker/EXE and DLL",
+             "Microsoft-Windows-AppLocker/Packaged app-Deployment", "Microsoft-Windows-AppLocker/Packaged app-Execution")
+# category -> [(channel, event ids)]
+CATEGORIES: dict[str, list[tuple[str, tuple[int, ...]]]] = {
+    "process_creation": [(SYSMON, (1,)), ("Security", (4688,))],
+    "file_change": [(SYSMON, (2,))], "network_connection": [(SYSMON, (3,))], "sysmon_status": [(SYSMON, (4, 16))],
+    "process_termination": [(SYSMON, (5,))], "driver_load": [(SYSMON, (6,))], "image_load": [(SYSMON, (7,))],
+    "create_remote_thread": [(SYSMON, (8,))], "raw_access_thread": [(SYSMON, (9,))],
+    "process_access": [(SYSMON, (10,))], "file_event": [(SYSMON, (11,))],
+    "registry_add": [(SYSMON, (12,))], "registry_delete": [(SYSMON, (12,))], "registry_set": [(SYSMON, (13,))],
+    "registry_rename": [(SYSMON, (14,))], "registry_event": [(SYSMON, (12, 13, 14))],
+    "create_stream_hash": [(SYSMON, (15,))], "pipe_created": [(SYSMON, (17, 18))],
+    "wmi_event": [(SYSMON, (19, 20, 21))], "dns_query": [(SYSMON, (22,))], "file_delete": [(SYSMON, (23, 26))],
+    "clipboard_capture": [(SYSMON, (24,))], "process_tampering": [(SYSMON, (25,))],
+    "file_block_executable": [(SYSMON, (27,))], "file_block_shredding": [(SYSMON, (28,))],
+    "file_executable_detected": [(SYSMON, (29,))], "sysmon_error": [(SYSMON, (255,))],
+    # Not mapped: file_access and file_rename (an EDR's file telemetry; Windows logs have no event
+    # with those fields), which are listed as skipped with their logsource.
+    "ps_script": [("Microsoft-Windows-PowerShell/Operational", (4104,))],
+    "ps_module": [("Microsoft-Windows-PowerShell/Operational", (4103,))],
+    "ps_classic_start": [("Windows PowerShell", (400,))], "ps_classic_provider_start": [("Windows PowerShell", (600,))],
+    "ps_classic_script": [("Windows PowerShell", (800,))],
+}
+# Where a typed column holds a Sigma field exactly, for a category (faster, and 4688's names).
+TYPED = {"process_creation": {"image": "e.process_image", "commandline": "e.command_line",
+                              "parentimage": "e.parent_image", "parentcommandline": "e.parent_command_line"}}
+# The System part of an event is in typed columns, not in its event data.
+SYSTEM_FIELDS = {"eventid": "e.event_id", "channel": "e.channel", "provider_name": "e.provider", "computer": "e.host",
+                 "computername": "e.host", "level": "e.level", "eventrecordid": "e.record_id"}
+_FIELD_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_HOUR = timedelta(hours=1)
+WHOLE_EVENT = "e.whole"
+# The events of one logsource, their data parsed once into a map (field -> text): the flattened
+# fields of a JSON shape, or an EVTX record's EventData. Every condition of the logsource's rules
+# then reads the map, where json_extract would parse the document again for each field it names.
+SOURCE_SQL = """CREATE OR REPLACE TEMP TABLE _sigma_source AS
+    SELECT e.eid, e.ts, e.host, e.channel, e.event_id, e.provider, e.level, e.record_id, e.process_image,
+           e.command_line, e.parent_image, e.parent_command_line, e.subject_user, e.target_user, e.subject_logon_id,
+           json_transform(d.ed, '"MAP(VARCHAR, VARCHAR)"') AS m,
+           json_transform(lower(CAST(d.ed AS VARCHAR)), '"MAP(VARCHAR, VARCHAR)"') AS lm, CAST(d.ed AS VARCHAR) AS whole
+    FROM events e JOIN (SELECT eid, coalesce(data, json_extract(raw, '$.Event.EventData')) AS ed FROM event_data) d
+      USING (eid)
+    WHERE {where}"""
+
+
+@dataclass
+class SigmaSet:
+    rules: list[Rule] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not Windows, or a logsource this does not map
+    failed: list[str] = field(default_factory=list)  # file: reason
+    unsupported: list[str] = field(default_factory=list)  # correlation rules, by name
+    texts: list[str] = field(default_factory=list)
+
+
+def _backend() -> Any:
+    from sigma.backends.sqlite import sqliteBackend  # type: ignore[attr-defined]
+
+    class DuckDBBackend(sqliteBackend):
+        """pySigma's SQLite backend, with what DuckDB does differently: LIKE is case-sensitive there
+        (ILIKE here), equality is made case-insensitive with lower(), regular expressions are
+        regexp_matches (RE2), and a field is an expression over the case, not a column name."""
+
+        name: ClassVar[str] = "ashiato DuckDB backend"
+        startswith_expression: ClassVar[str] = "{field} ILIKE '{value}%' ESCAPE '\\'"
+        endswith_expression: ClassVar[str] = "{field} ILIKE '%{value}' ESCAPE '\\'"
+        contains_expression: ClassVar[str] = "{field} ILIKE '%{value}%' ESCAPE '\\'"
+        wildcard_match_expression: ClassVar[str] = "{field} ILIKE '{value}' ESCAPE '\\'"
+        wildcard_match_str_expression: ClassVar[str] = "{field} ILIKE '{value}' ESCAPE '\\'"
+        eq_expression: ClassVar[str] = "lower({field}) = lower({value})"
+        collate_nocase = False
+        re_expression: ClassVar[str] = "regexp_matches({field}, '{regex}')"
+        case_sensitive_match_expression: ClassVar[str] = "{field} GLOB {value}"
+        field_null_expression: ClassVar[str] = "{field} IS NULL"
+        category: str | None = None
+
+        def escape_and_quote_field(self, field_name: str) -> str:
+            typed = SYSTEM_FIELDS.get(field_name.lower()) or TYPED.get(self.category or "", {}).get(field_name.lower())
+            if typed:
+                return typed
+            if not _FIELD_OK.match(field_name):
+                raise ValueError(f"field name {field_name!r} is not one this backend reads")
+            plain = f"e.m['{field_name}']"
+            # Defender writes "Threat Name" where Sigma (and the other channels) say ThreatName.
+            spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field_name)
+            if spaced == field_name:
+                return plain
+            return f"coalesce({plain}, e.m['{spaced}'])"
+
+        def finalize_query_default(self, rule: Any, query: str, index: int, state: Any) -> Any:
+            return query
+
+        def lowered_field(self, field_name: str) -> str:
+            """The field's text in lower case: the typed column lowered, or the lowered map (its
+            keys are lowered with it) of `_sigma_source`, made once per event."""
+            typed = SYSTEM_FIELDS.get(field_name.lower()) or TYPED.get(self.category or "", {}).get(field_name.lower())
+            if typed:
+                return f"lower(CAST({typed} AS VARCHAR))"
+            self.escape_and_quote_field(field_name)  # the same check of the name
+            plain = f"e.lm['{field_name.lower()}']"
+            spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", field_name).lower()
+            return plain if spaced == field_name.lower() else f"coalesce({plain}, e.lm['{spaced}'])"
+
+        def convert_condition_field_eq_val_str(self, cond: Any, state: Any) -> Any:
+            """Plain equality, startswith, endswith and contains (no wildcard inside): string
+            functions on lowered text, which is Sigma's case-insensitive match and much cheaper
+            than ILIKE on long command lines and scripts; anything else as the SQLite backend does."""
+            from sigma.types import SpecialChars
+
+            value = cond.value
+            starts = value.startswith(SpecialChars.WILDCARD_MULTI)
+            ends = len(value) > 1 and value.endswith(SpecialChars.WILDCARD_MULTI)
+            inner = value[1 if starts else 0:(len(value) - 1) if ends else len(value)]
+            if inner.contains_special():
+                return super().convert_condition_field_eq_val_str(cond, state)
+            text = "".join(part for part in inner.s if isinstance(part, str))  # no wildcard in it
+            literal = "'" + text.lower().replace("'", "''") + "'"
+            field = self.lowered_field(cond.field)
+            if starts and ends:
+                return f"contains({field}, {literal})"
+            if ends:
+                return f"starts_with({field}, {literal})"
+            if starts:
+                return f"ends_with({field}, {literal})"
+            return f"{field} = {literal}"
+
+        # A number against event text: compared as text (DuckDB would cast every value to a number
+        # and fail on the first that is not one); a typed column compares as itself.
+        def convert_condition_field_eq_val_num(self, cond: Any, state: Any) -> str:
+            field = self.escape_and_quote_field(cond.field)
+            return f"CAST({field} AS VARCHAR) = '{cond.value.number}'"
+
+        def convert_condition_field_eq_val_bool(self, cond: Any, state: Any) -> str:
+            field = self.escape_and_quote_field(cond.field)
+            word, digit = ("true", "1") if cond.value.boolean else ("false", "0")
+            return f"lower(CAST({field} AS VARCHAR)) IN ('{word}', '{digit}')"
+
+        # Keywords: a value bound to no field is searched for in the whole event, as stored.
+        def convert_condition_val_str(self, cond: Any, state: Any) -> str:
+            value = self.convert_value_str(cond.value, state, True)
+            return f"{WHOLE_EVENT} ILIKE '%{value}%' ESCAPE '\\'"
+
+        def convert_condition_val_num(self, cond: Any, state: Any) -> str:
+            return f"{WHOLE_EVENT} LIKE '%{int(cond.value.number)}%'"
+
+    return DuckDBBackend()  # type: ignore[no-untyped-call]
+
+
+def _logsource(logsource: Any) -> str | None:
+    """The SQL keeping the events of a rule's logsource, or None when it is not mapped."""
+    if (logsource.product or "").lower() != "windows":
+        return None
+    service = (logsource.service or "").lower()
+    category = (logsource.category or "").lower()
+    parts: list[str] = []
+    if category:
+        pairs = CATEGORIES.get(category)
+        if pairs is None:
+            return None
+        parts = [f"(e.channel = '{c}' AND e.event_id IN ({', '.join(map(str, ids))}))" for c, ids in pairs]
+    channels: list[str] = []
+    if service:
+        if service == "applocker":
+            channels = list(APPLOCKER)
+        elif service in MULTI:
+            channels = list(MULTI[service])
+        elif SERVICES.get(service):
+            channels = [str(SERVICES[service])]
+        else:
+            return None
+    if channels:
+        chan = f"e.channel IN ({', '.join(repr(c) for c in channels)})"
+        return f"({chan} AND ({' OR '.join(parts)}))" if parts else chan
+    return f"({' OR '.join(parts)})" if parts else None
+
+
+def _attack(tags: list[Any]) -> tuple[str, ...]:
+    out = []
+    for tag in tags:
+        if str(getattr(tag, "namespace", "")).lower() == "attack" and re.match(r"^t\d{4}", str(tag.name), re.I):
+            out.append(str(tag.name).upper())
+    return tuple(out)
+
+
+CONVERTER = "sigma-duckdb-1"  # bump when the conversion changes: cached conversions are redone
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("ashiato")) / "sigma"
+
+
+def load(*dirs: Path, cache: Path | None = None) -> SigmaSet:
+    """Every Windows Sigma rule under `dirs` (recursively), converted; the others skipped, failed
+    or unsupported, each with why. A file's conversion is cached by the hash of its text (and of
+    this converter), so a second load converts nothing."""
+    import hashlib
+    import json
+
+    out = SigmaSet()
+    store = cache if cache is not None else cache_dir()
+    for directory in dirs:
+        paths = sorted(Path(directory).rglob("*.yml")) + sorted(Path(directory).rglob("*.yaml"))
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                out.failed.append(f"{path}: {exc}")
+                continue
+            out.texts.append(f"{path}\n{text}")
+            key = hashlib.sha256(f"{CONVERTER}\0{text}".encode()).hexdigest()
+            cached = store / key[:2] / f"{key}.json"
+            try:
+                part = json.loads(cached.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                part = _convert(path, text)
+                try:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    cached.write_text(json.dumps(part), encoding="utf-8")
+                except OSError:
+                    pass  # a read-only home: convert again next time
+            for name in ("skipped", "failed", "unsupported"):
+                getattr(out, name).extend(x.replace("{path}", str(path)) for x in part[name])
+            for raw in part["rules"]:
+                out.rules.append(Rule(
+                    id=raw["id"], title=raw["title"], reason="{title}: {count} event(s) on {host}",
+                    severity=raw["severity"], source=str(path), attack=tuple(raw["attack"]),
+                    description=raw["description"], references=tuple(raw["references"]),
+                    sql=HITS_SQL.format(rule=raw["id"].replace("'", "''")), group_by=("host",), window=_HOUR,
+                    sigma_logsource=raw["logsource"], sigma_condition=raw["condition"]))
+    return out
+
+
+_BACKEND: list[Any] = []
+
+
+def _convert(path: Path, text: str) -> dict[str, list[Any]]:
+    """One file's rules converted (as JSON-able dicts), and what was skipped, failed or is
+    unsupported; `{path}` stands for the file's path (the cache is shared by copies of a file)."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError
+
+    part: dict[str, list[Any]] = {"rules": [], "skipped": [], "failed": [], "unsupported": []}
+    if not _BACKEND:
+        _BACKEND.append(_backend())
+    backend = _BACKEND[0]
+    try:
+        collection = SigmaCollection.from_yaml(text)
+    except (SigmaError, ValueError) as exc:
+        part["failed"].append(f"{{path}}: {exc}")
+        return part
+    out = _Collect(part)
+    for rule in collection.rules:
+        if isinstance(rule, SigmaCorrelationRule):
+            out.unsupported.append(f"{{path}}: correlation rule {rule.title!r} ({rule.id})")
+            continue
+        where = _logsource(rule.logsource)
+        if where is None:
+            ls = rule.logsource
+            out.skipped.append(f"{{path}}: logsource product={ls.product} category={ls.category} "
+                               f"service={ls.service}")
+            continue
+        if rule.errors:
+            out.failed.append(f"{{path}}: {rule.errors[0]}")
+            continue
+        backend.category = (rule.logsource.category or "").lower()
+        try:
+            queries = backend.convert_rule(rule)
+        except Exception as exc:  # pySigma raises its own and NotImplementedError alike
+            why = str(exc).splitlines()[0] if str(exc) else ""
+            out.failed.append(f"{{path}}: {type(exc).__name__}: {why}")
+            continue
+        level = str(rule.level.name).lower() if rule.level else "medium"
+        out.rules.append({
+            "id": str(rule.id or path.stem), "title": str(rule.title),
+            "severity": level if level in SEVERITIES else "medium", "attack": list(_attack(list(rule.tags or []))),
+            "description": (str(rule.description or "").strip()
+                            + (f" (Sigma; author: {rule.author})" if rule.author else " (Sigma)")),
+            "references": [str(r) for r in (rule.references or [])],
+            "logsource": where, "condition": " OR ".join(f"({q})" for q in queries)})
+    return part
+
+
+class _Collect:
+    def __init__(self, part: dict[str, list[Any]]) -> None:
+        self.rules, self.skipped = part["rules"], part["skipped"]
+        self.failed, self.unsupported = part["failed"], part["unsupported"]
+
+
+
+HITS_SQL = """SELECT eid, ts, host, "user", logon_id FROM sigma_hits WHERE rule = '{rule}'"""
+BATCH = 150  # conditions evaluated in one pass (one CASE each)
+
+
+def prepare(cur: Any, rules: list[Rule]) -> list[str]:
+    """`sigma_hits` (rule, eid, ts, host, user, logon_id) for the Sigma rules given: one pass over
+    each logsource's events evaluates all of its rules' conditions at once. A batch that fails is
+    run rule by rule, so a rule whose SQL fails fails alone. Returns the failures."""
+    cur.execute("""CREATE OR REPLACE TEMP TABLE sigma_hits (rule VARCHAR, eid BIGINT, ts TIMESTAMP, host VARCHAR,
+                   "user" VARCHAR, logon_id UBIGINT)""")
+    by_source: dict[str, list[Rule]] = {}
+    for rule in rules:
+        if rule.sigma_logsource and rule.sigma_condition:
+            by_source.setdefault(rule.sigma_logsource, []).append(rule)
+    failed: list[str] = []
+    for where, group in by_source.items():
+        cur.execute(SOURCE_SQL.format(where=where))
+        for i in range(0, len(group), BATCH):
+            batch = group[i:i + BATCH]
+            try:
+                _pass(cur, where, batch)
+            except Exception:
+                for rule in batch:
+                    try:
+                        _pass(cur, where, [rule])
+                    except Exception as exc:
+                        failed.append(f"{rule.source}: rule {rule.id}: {str(exc).splitlines()[0]}")
+    cur.execute("DROP TABLE IF EXISTS _sigma_source")
+    return failed
+
+
+def _pass(cur: Any, where: str, rules: list[Rule]) -> None:
+    """The hits of `rules` (all of logsource `where`) among the events of `_sigma_source`."""
+    cases = ", ".join(f"CASE WHEN coalesce(({r.sigma_condition}), FALSE) THEN '{r.id.replace(chr(39), chr(39) * 2)}' END"
+                      for r in rules)
+    cur.execute(f"""INSERT INTO sigma_hits
+        SELECT unnest(matched), eid, ts, host, "user", logon_id FROM (
+            SELECT e.eid, e.ts, e.host, coalesce(e.subject_user, e.target_user) AS "user",
+                   nullif(e.subject_logon_id, 0) AS logon_id,
+                   list_filter([{cases}], lambda x: x IS NOT NULL) AS matched
+            FROM _sigma_source e)
+        WHERE len(matched) > 0""")
