@@ -25,14 +25,29 @@ def sigma_rules(tmp_path_factory: pytest.TempPathFactory) -> sigma.SigmaSet:
     if not SIGMA.is_dir():
         pytest.skip(f"SigmaHQ rules not found at {SIGMA}")
     cache = tmp_path_factory.mktemp("sigma-cache")
-    return sigma.load(*[SIGMA / d for d in ("rules", "rules-threat-hunting", "rules-emerging-threats")], cache=cache)
+    return sigma.load(*[SIGMA / d for d in ("rules", "rules-threat-hunting", "rules-emerging-threats",
+                                            "rules-placeholder")], cache=cache)
 
 
-def test_at_least_99_percent_of_the_windows_rules_convert(sigma_rules: sigma.SigmaSet) -> None:
-    windows = len(sigma_rules.rules) + len(sigma_rules.failed) + len(
-        [s for s in sigma_rules.skipped if "product=windows" in s])
-    print(f"{len(sigma_rules.rules)} converted of {windows} Windows rules; failed: {sigma_rules.failed[:10]}")
-    assert len(sigma_rules.rules) / windows >= 0.99
+def test_at_least_99_percent_of_the_windows_rules_convert_or_wait_for_a_placeholder(
+        sigma_rules: sigma.SigmaSet) -> None:
+    skipped = [s for s in sigma_rules.skipped if "product=windows" in s]
+    windows = len(sigma_rules.rules) + len(sigma_rules.failed) + len(skipped) + len(sigma_rules.waiting)
+    print(f"{len(sigma_rules.rules)} converted, {len(sigma_rules.waiting)} waiting for a placeholder, of {windows} "
+          f"Windows rules; failed: {sigma_rules.failed[:10]}; skipped: {sorted({s.split(': ', 1)[1] for s in skipped})}")
+    assert (len(sigma_rules.rules) + len(sigma_rules.waiting)) / windows >= 0.99
+    assert all("waiting for placeholder %" in w for w in sigma_rules.waiting) and len(sigma_rules.waiting) >= 10
+
+
+def test_a_placeholder_given_values_converts_its_rule(tmp_path: Path) -> None:
+    if not SIGMA.is_dir():
+        pytest.skip(f"SigmaHQ rules not found at {SIGMA}")
+    folder = SIGMA / "rules-placeholder" / "windows"
+    before = sigma.load(folder, cache=tmp_path / "a")
+    after = sigma.load(folder, cache=tmp_path / "b", placeholders={"Admins_Workstations": ["ADM-*", "JUMP01"]})
+    assert len(after.rules) > len(before.rules) == 0
+    (rule,) = [r for r in after.rules if "admin_logon" in r.source]
+    assert "starts_with(" in rule.sigma_condition and "'adm-'" in rule.sigma_condition and "'jump01'" in rule.sigma_condition
 
 
 def test_a_second_load_converts_nothing(tmp_path: Path) -> None:
@@ -191,3 +206,52 @@ def test_a_sigma_finding_keeps_the_rules_id_title_level_and_attack_tags(tmp_path
         findings.ensure(cur, rules)
         (f,) = findings.listing(cur, rule="00000000-0000-0000-0000-000000000002")
     assert f["title"] == "All of, and not a filter" and f["severity"] == "medium" and f["attack"] == ["T1059.001"]
+
+
+MORE = {
+    "b64.yml": ("CommandLine|base64offset|contains: 'IEX'", "powershell -enc " + __import__("base64").b64encode(
+        b"xIEX (New-Object Net.WebClient)").decode(), "powershell -enc AAAA"),
+    "windash.yml": ("CommandLine|windash|contains: ' -decode '", "certutil /decode a b", "certutil -encode a b"),
+    "cased.yml": ("CommandLine|cased|contains: 'MiMi'", "run MiMi now", "run mimi now"),
+    "exists.yml": ("OriginalFileName|exists: true", "x.exe", None),
+    "gte.yml": ("TerminalSessionId|gte: 2", "x.exe", "y.exe"),
+    "fieldref.yml": ("ParentCommandLine|fieldref: CommandLine", "same thing", "other"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_each_modifier_matches_its_case_and_not_its_near_miss(tmp_path: Path, name: str) -> None:
+    condition, hit, miss = MORE[name]
+    (tmp_path / "sigma").mkdir()
+    (tmp_path / "sigma" / name).write_text(f"""title: {name}
+id: 00000000-0000-0000-0000-0000000000ff
+level: low
+logsource: {{product: windows, category: process_creation}}
+detection:
+    sel:
+        {condition}
+    condition: sel
+""", encoding="utf-8")
+    s = "Microsoft-Windows-Sysmon/Operational"
+
+    def doc(n: int, host: str, cmd: str | None) -> dict[str, Any]:
+        data: dict[str, Any] = {"Image": "C:\\Windows\\System32\\x.exe", "CommandLine": cmd or "",
+                                "ProcessGuid": f"{{22222222-0000-0000-0000-00000000000{n}}}", "ProcessId": str(n)}
+        if name == "exists.yml" and cmd is not None:
+            data["OriginalFileName"] = cmd
+        if name == "gte.yml":
+            data["TerminalSessionId"] = "3" if host == "P" else "1"
+        if name == "fieldref.yml":
+            data["ParentCommandLine"] = "same thing"
+        return evtx_doc(n, 1, f"2024-05-01T10:0{n}:00Z", host=host, channel=s, provider="Microsoft-Windows-Sysmon",
+                        data=data)
+
+    case = tmp_path / "case.duckdb"
+    ingest_into(case, [write_jsonl(tmp_path / "e.jsonl", [doc(1, "P", hit), doc(2, "N", miss)])])
+    rules = findings.load(sigma=[tmp_path / "sigma"], user=False)
+    assert rules.sigma_loaded == 1, rules.failed
+    with Case(case, read_only=True) as c:
+        cur = c.cursor()
+        assert findings.ensure(cur, rules) == []
+        hosts = {f["host"] for f in findings.listing(cur) if f["rule"].endswith("ff")}
+    assert hosts == {"P"}, name

@@ -23,6 +23,7 @@ def add_parsers(sub: Any, out_format: Any) -> None:
     p.add_argument("--rules", help="a rules directory over the project's and the user's")
     p.add_argument("--sigma", action="append", metavar="DIR",
                    help="Sigma rules (a SigmaHQ checkout's rules/windows, or your own); repeatable")
+    p.add_argument("--placeholders", metavar="FILE", help="values for Sigma placeholders (TOML: name = [values])")
     out_format(p)
 
     p = sub.add_parser("rules", help="the finding rules: list them (with any that failed to load), or show one")
@@ -30,6 +31,7 @@ def add_parsers(sub: Any, out_format: Any) -> None:
     q = rsub.add_parser("list", help="every rule, enabled or not, its source file; failures with the reason")
     q.add_argument("--rules", help="a rules directory over the project's and the user's")
     q.add_argument("--sigma", action="append", metavar="DIR", help="Sigma rules to list too (loaded / skipped / failed)")
+    q.add_argument("--placeholders", metavar="FILE", help="values for Sigma placeholders (TOML: name = [values])")
     out_format(q)
     q = rsub.add_parser("show", help="one rule: what it reads, how it groups, its allowlist and references")
     q.add_argument("rule")
@@ -54,7 +56,10 @@ def _rules(args: argparse.Namespace) -> Any:
     for d in sigma:
         if not d.is_dir():
             raise _UserError(f"{d}: no such Sigma directory")
-    return findings.load(extra, sigma=sigma)
+    values = Path(args.placeholders) if getattr(args, "placeholders", None) else None
+    if values is not None and not values.is_file():
+        raise _UserError(f"{values}: no such placeholders file")
+    return findings.load(extra, sigma=sigma, placeholders=values)
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
@@ -144,9 +149,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
               "status": f"skipped: {why.split(': ', 1)[-1]}"} for why in rules.sigma_skipped]
     rows += [{"rule": None, "severity": None, "enabled": False, "title": None, "attack": [], "source": why.split(":")[0],
               "status": f"unsupported: {why.split(': ', 1)[-1]}"} for why in rules.sigma_unsupported]
+    rows += [{"rule": None, "severity": None, "enabled": False, "title": None, "attack": [], "source": why.split(":")[0],
+              "status": why.split(": ", 1)[-1]} for why in rules.sigma_waiting]
     if rules.sigma_dirs:
         print(f"Sigma: {rules.sigma_loaded:,} loaded, {len(rules.sigma_skipped):,} skipped (not Windows, or a "
               f"logsource not mapped), {len(rules.sigma_unsupported):,} unsupported, "
+              f"{len(rules.sigma_waiting):,} waiting for a placeholder, "
               f"{sum(1 for f in rules.failed if '.yml' in f or '.yaml' in f):,} failed", file=sys.stderr)
     if args.format == "table":
         shown = [{**r, "severity": (r["severity"] or "")[:4], "title": r["title"] or r["status"],

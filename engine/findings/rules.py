@@ -103,6 +103,7 @@ class RuleSet:
     sigma_dirs: list[Path] = field(default_factory=list)
     sigma_skipped: list[str] = field(default_factory=list)  # not Windows, or a logsource not mapped
     sigma_unsupported: list[str] = field(default_factory=list)  # correlation rules, by name
+    sigma_waiting: list[str] = field(default_factory=list)  # rules whose placeholder is not filled
     sigma_loaded: int = 0
 
     @property
@@ -267,7 +268,8 @@ def user_sigma_dirs() -> list[Path]:
     return [Path(str(d)).expanduser() for d in data.get("dirs", []) if isinstance(d, str)]
 
 
-def load(*dirs: Path | None, user: bool = True, sigma: list[Path] | None = None) -> RuleSet:
+def load(*dirs: Path | None, user: bool = True, sigma: list[Path] | None = None,
+         placeholders: Path | None = None) -> RuleSet:
     """The project's rules, then each directory's (the user's rules directory unless `user` is
     False), then the allowlist of the last directory. A file that fails is reported and skipped:
     the other rules still run."""
@@ -300,8 +302,15 @@ def load(*dirs: Path | None, user: bool = True, sigma: list[Path] | None = None)
     sigma_dirs = list(sigma or []) + (user_sigma_dirs() if user else [])
     if sigma_dirs:
         from .sigma import load as load_sigma
+        from .sigma import load_placeholders
 
-        found = load_sigma(*[d for d in sigma_dirs if d.is_dir()])
+        try:
+            values = load_placeholders(placeholders) if (placeholders or user) else {}
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+            out.failed.append(f"{placeholders or 'sigma_placeholders.toml'}: {exc}")
+            values = {}
+        found = load_sigma(*[d for d in sigma_dirs if d.is_dir()], placeholders=values)
+        out.sigma_waiting = found.waiting
         out.failed += [f"{d}: no such Sigma directory" for d in sigma_dirs if not d.is_dir()]
         out.failed += found.failed
         out.sigma_dirs, out.sigma_skipped, out.sigma_unsupported = sigma_dirs, found.skipped, found.unsupported

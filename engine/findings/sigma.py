@@ -108,11 +108,14 @@ class SigmaSet:
     skipped: list[str] = field(default_factory=list)  # not Windows, or a logsource this does not map
     failed: list[str] = field(default_factory=list)  # file: reason
     unsupported: list[str] = field(default_factory=list)  # correlation rules, by name
+    waiting: list[str] = field(default_factory=list)  # rules whose placeholder is not filled yet
     texts: list[str] = field(default_factory=list)
 
 
-def _backend() -> Any:
+def _backend(placeholders: dict[str, list[str]] | None = None) -> Any:
     from sigma.backends.sqlite import sqliteBackend  # type: ignore[attr-defined]
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+    from sigma.processing.transformations import ValueListPlaceholderTransformation
 
     class DuckDBBackend(sqliteBackend):
         """pySigma's SQLite backend, with what DuckDB does differently: LIKE is case-sensitive there
@@ -129,6 +132,8 @@ def _backend() -> Any:
         collate_nocase = False
         re_expression: ClassVar[str] = "regexp_matches({field}, '{regex}')"
         case_sensitive_match_expression: ClassVar[str] = "{field} GLOB {value}"
+        # gt / gte / lt / lte: event data is text; a value that is no number compares as nothing.
+        compare_op_expression: ClassVar[str] = "TRY_CAST({field} AS DOUBLE) {operator} {value}"
         field_null_expression: ClassVar[str] = "{field} IS NULL"
         category: str | None = None
 
@@ -201,7 +206,11 @@ def _backend() -> Any:
         def convert_condition_val_num(self, cond: Any, state: Any) -> str:
             return f"{WHOLE_EVENT} LIKE '%{int(cond.value.number)}%'"
 
-    return DuckDBBackend()  # type: ignore[no-untyped-call]
+    # Placeholders (%Admins_Workstations%, …) are filled from the user's values; one without a
+    # value stops its rule's conversion, and the rule is listed as waiting for it.
+    pipeline = ProcessingPipeline(items=[ProcessingItem(ValueListPlaceholderTransformation())],
+                                  vars=dict(placeholders or {}))
+    return DuckDBBackend(processing_pipeline=pipeline)  # type: ignore[no-untyped-call]
 
 
 def _logsource(logsource: Any) -> str | None:
@@ -240,7 +249,12 @@ def _attack(tags: list[Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
-CONVERTER = "sigma-duckdb-1"  # bump when the conversion changes: cached conversions are redone
+def _converter() -> str:
+    """What a cached conversion depends on: this module's code and pySigma's version."""
+    import hashlib
+    from importlib.metadata import version
+
+    return hashlib.sha256(Path(__file__).read_bytes() + version("pysigma").encode()).hexdigest()[:16]
 
 
 def cache_dir() -> Path:
@@ -249,7 +263,24 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("ashiato")) / "sigma"
 
 
-def load(*dirs: Path, cache: Path | None = None) -> SigmaSet:
+def user_placeholders_path() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("ashiato")) / "sigma_placeholders.toml"
+
+
+def load_placeholders(path: Path | None = None) -> dict[str, list[str]]:
+    """`name = ["value", …]` per placeholder (TOML), from `path` or the user's config dir."""
+    import tomllib
+
+    path = path or user_placeholders_path()
+    if not path.is_file():
+        return {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in data.items()}
+
+
+def load(*dirs: Path, cache: Path | None = None, placeholders: dict[str, list[str]] | None = None) -> SigmaSet:
     """Every Windows Sigma rule under `dirs` (recursively), converted; the others skipped, failed
     or unsupported, each with why. A file's conversion is cached by the hash of its text (and of
     this converter), so a second load converts nothing."""
@@ -258,6 +289,7 @@ def load(*dirs: Path, cache: Path | None = None) -> SigmaSet:
 
     out = SigmaSet()
     store = cache if cache is not None else cache_dir()
+    converter = _converter()
     for directory in dirs:
         paths = sorted(Path(directory).rglob("*.yml")) + sorted(Path(directory).rglob("*.yaml"))
         for path in paths:
@@ -267,19 +299,19 @@ def load(*dirs: Path, cache: Path | None = None) -> SigmaSet:
                 out.failed.append(f"{path}: {exc}")
                 continue
             out.texts.append(f"{path}\n{text}")
-            key = hashlib.sha256(f"{CONVERTER}\0{text}".encode()).hexdigest()
+            key = hashlib.sha256(f"{converter}\0{sorted((placeholders or {}).items())}\0{text}".encode()).hexdigest()
             cached = store / key[:2] / f"{key}.json"
             try:
                 part = json.loads(cached.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                part = _convert(path, text)
+                part = _convert(path, text, placeholders or {})
                 try:
                     cached.parent.mkdir(parents=True, exist_ok=True)
                     cached.write_text(json.dumps(part), encoding="utf-8")
                 except OSError:
                     pass  # a read-only home: convert again next time
-            for name in ("skipped", "failed", "unsupported"):
-                getattr(out, name).extend(x.replace("{path}", str(path)) for x in part[name])
+            for name in ("skipped", "failed", "unsupported", "waiting"):
+                getattr(out, name).extend(x.replace("{path}", str(path)) for x in part.get(name, []))
             for raw in part["rules"]:
                 out.rules.append(Rule(
                     id=raw["id"], title=raw["title"], reason="{title}: {count} event(s) on {host}",
@@ -290,20 +322,21 @@ def load(*dirs: Path, cache: Path | None = None) -> SigmaSet:
     return out
 
 
-_BACKEND: list[Any] = []
+_BACKEND: dict[str, Any] = {}
 
 
-def _convert(path: Path, text: str) -> dict[str, list[Any]]:
+def _convert(path: Path, text: str, placeholders: dict[str, list[str]]) -> dict[str, list[Any]]:
     """One file's rules converted (as JSON-able dicts), and what was skipped, failed or is
     unsupported; `{path}` stands for the file's path (the cache is shared by copies of a file)."""
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
     from sigma.exceptions import SigmaError
 
-    part: dict[str, list[Any]] = {"rules": [], "skipped": [], "failed": [], "unsupported": []}
-    if not _BACKEND:
-        _BACKEND.append(_backend())
-    backend = _BACKEND[0]
+    part: dict[str, list[Any]] = {"rules": [], "skipped": [], "failed": [], "unsupported": [], "waiting": []}
+    which = repr(sorted(placeholders.items()))
+    if which not in _BACKEND:
+        _BACKEND[which] = _backend(placeholders)
+    backend = _BACKEND[which]
     try:
         collection = SigmaCollection.from_yaml(text)
     except (SigmaError, ValueError) as exc:
@@ -328,7 +361,12 @@ def _convert(path: Path, text: str) -> dict[str, list[Any]]:
             queries = backend.convert_rule(rule)
         except Exception as exc:  # pySigma raises its own and NotImplementedError alike
             why = str(exc).splitlines()[0] if str(exc) else ""
-            out.failed.append(f"{{path}}: {type(exc).__name__}: {why}")
+            waiting = re.search(r"Placeholder replacement variable '([^']+)'", why)
+            if waiting:
+                out.waiting.append(f"{{path}}: waiting for placeholder %{waiting.group(1)}% "
+                                   f"(give it values in {user_placeholders_path()})")
+            else:
+                out.failed.append(f"{{path}}: {type(exc).__name__}: {why}")
             continue
         level = str(rule.level.name).lower() if rule.level else "medium"
         out.rules.append({
@@ -344,7 +382,7 @@ def _convert(path: Path, text: str) -> dict[str, list[Any]]:
 class _Collect:
     def __init__(self, part: dict[str, list[Any]]) -> None:
         self.rules, self.skipped = part["rules"], part["skipped"]
-        self.failed, self.unsupported = part["failed"], part["unsupported"]
+        self.failed, self.unsupported, self.waiting = part["failed"], part["unsupported"], part["waiting"]
 
 
 
