@@ -396,29 +396,77 @@ HITS_SQL = """SELECT eid, ts, host, "user", logon_id FROM sigma_hits WHERE rule 
 BATCH = 150  # conditions evaluated in one pass (one CASE each)
 
 
-def prepare(cur: Any, rules: list[Rule]) -> list[str]:
+HITS_DDL = """CREATE OR REPLACE TEMP TABLE sigma_hits (rule VARCHAR, eid BIGINT, ts TIMESTAMP, host VARCHAR,
+    "user" VARCHAR, logon_id UBIGINT)"""
+
+
+def prepare(cur: Any, rules: list[Rule], *, workers: int = 2) -> list[str]:
     """`sigma_hits` (rule, eid, ts, host, user, logon_id) for the Sigma rules given: one pass over
     each logsource's events evaluates all of its rules' conditions at once. A batch that fails is
-    run rule by rule, so a rule whose SQL fails fails alone. Returns the failures."""
-    cur.execute("""CREATE OR REPLACE TEMP TABLE sigma_hits (rule VARCHAR, eid BIGINT, ts TIMESTAMP, host VARCHAR,
-                   "user" VARCHAR, logon_id UBIGINT)""")
+    run rule by rule, so a rule whose SQL fails fails alone. Logsources are shared out to `workers`
+    threads, each on its own cursor (a logsource's events are few rows: one query of it keeps one
+    core busy). Returns the failures."""
+    import queue
+    import threading
+
+    cur.execute(HITS_DDL)
     by_source: dict[str, list[Rule]] = {}
     for rule in rules:
         if rule.sigma_logsource and rule.sigma_condition:
             by_source.setdefault(rule.sigma_logsource, []).append(rule)
+    todo: queue.Queue[tuple[str, list[Rule]]] = queue.Queue()
+    for item in sorted(by_source.items(), key=lambda kv: -len(kv[1])):  # the biggest first
+        todo.put(item)
     failed: list[str] = []
-    for where, group in by_source.items():
-        group = _with_field_columns(cur, where, group)
-        for i in range(0, len(group), BATCH):
-            batch = group[i:i + BATCH]
-            try:
-                _pass(cur, where, batch)
-            except Exception:
-                for rule in batch:
-                    try:
-                        _pass(cur, where, [rule])
-                    except Exception as exc:
-                        failed.append(f"{rule.source}: rule {rule.id}: {str(exc).splitlines()[0]}")
+    parts: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        mine = cur.cursor()  # its own connection: its own temp tables
+        try:
+            mine.execute(HITS_DDL)
+            while True:
+                try:
+                    where, group = todo.get_nowait()
+                except queue.Empty:
+                    break
+                failed.extend(_source_pass(mine, where, group))
+            parts.append(mine.sql("SELECT * FROM sigma_hits").to_arrow_table())
+        except BaseException as exc:  # reaches the caller below
+            errors.append(exc)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=work, name=f"sigma-{n}") for n in range(max(1, workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for n, part in enumerate(parts):
+        name = f"_sigma_part{n}"
+        cur.register(name, part)
+        try:
+            cur.execute(f"INSERT INTO sigma_hits SELECT * FROM {name}")
+        finally:
+            cur.unregister(name)
+    return failed
+
+
+def _source_pass(cur: Any, where: str, group: list[Rule]) -> list[str]:
+    failed: list[str] = []
+    group = _with_field_columns(cur, where, group)
+    for i in range(0, len(group), BATCH):
+        batch = group[i:i + BATCH]
+        try:
+            _pass(cur, where, batch)
+        except Exception:
+            for rule in batch:
+                try:
+                    _pass(cur, where, [rule])
+                except Exception as exc:
+                    failed.append(f"{rule.source}: rule {rule.id}: {str(exc).splitlines()[0]}")
     cur.execute("DROP TABLE IF EXISTS _sigma_source")
     return failed
 
