@@ -228,3 +228,36 @@ def _sid_account(value: object) -> str:
 
 def process_of(row: Mapping[str, Any]) -> str:
     return _base(row.get("process_image"))
+
+
+# Fields that say nothing about what happened (schema, routing, ids of the record itself).
+_NOISE = frozenset({"version", "opcode", "keywords", "task", "level", "eventrecordid", "processid", "threadid",
+                    "channel", "computer", "providername", "provider_name", "eventid", "qualifiers", "sourcename",
+                    "xmlns", "binary", "severity", "severityvalue", "eventtype", "executionprocessid",
+                    "executionthreadid", "recordnumber", "eventreceivedtime", "sourcemoduletype", "sourcemodulename",
+                    "hostname", "eventtime", "@timestamp", "category", "message", "providerguid", "host",
+                    "accounttype", "opcodevalue", "taskvalue", "keywordsvalue", "activityid", "relatedactivityid"})
+_ZERO_GUID = "{00000000-0000-0000-0000-000000000000}"
+
+
+def generic(fields: Mapping[str, Any], *, limit: int = 4, width: int = 60) -> str:
+    """A line for an event no summary above knows: its first meaningful fields, `Name: value`, each
+    value cut for display (storage keeps it whole). Positional data (classic providers) is joined."""
+    parts: list[str] = []
+    for key, value in fields.items():
+        if len(parts) >= limit:
+            break
+        if str(key).lower() in _NOISE or str(key).startswith("#"):
+            continue
+        if isinstance(value, Mapping):
+            inner = value.get("#text")
+            value = inner if inner is not None else None
+        if isinstance(value, list):
+            value = " · ".join(str(v) for v in value if v not in (None, "", "-"))
+        text = " ".join(str(value if value is not None else "").split())
+        if text in ("", "-", "{}", "[]", "null", _ZERO_GUID, _ZERO_GUID.strip("{}")):
+            continue
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        parts.append(text if key == "Data" else f"{key}: {text}")
+    return "  ".join(parts)

@@ -166,10 +166,10 @@ def window(cur: Cursor, view: View, start: int, n: int) -> list[dict[str, Any]]:
     if where is None:
         return []
     return rows_with_summary(cur.execute(f"SELECT {ROW_COLUMNS} FROM events e WHERE {where[0]} ORDER BY pos",
-                                         where[1]))
+                                         where[1]), cur)
 
 
-def rows_with_summary(result: Cursor) -> list[dict[str, Any]]:
+def rows_with_summary(result: Cursor, cur: Cursor | None = None) -> list[dict[str, Any]]:
     names = [d[0] for d in result.description or []]
     out = []
     for values in result.fetchall():
@@ -178,7 +178,33 @@ def rows_with_summary(result: Cursor) -> list[dict[str, Any]]:
         row["user"] = user_of(row)
         row["process"] = process_of(row)
         out.append(row)
+    if cur is not None:
+        _generic_summaries(cur, out)
     return out
+
+
+def _generic_summaries(cur: Cursor, rows: list[dict[str, Any]]) -> None:
+    """Events no per-type summary knows get one from their first meaningful fields (read from
+    their event data: one query for the rows of a window that need it)."""
+    from .summary import generic
+
+    wanted = [int(r["eid"]) for r in rows if not r["summary"] and r.get("eid") is not None]
+    if not wanted:
+        return
+    got = cur.execute(f"""SELECT eid, coalesce(data, json_extract(raw, '{EVTX_EVENT_DATA}')) FROM event_data
+                          WHERE eid BETWEEN ? AND ? AND list_contains(?, eid)""",
+                      [min(wanted), max(wanted), wanted]).fetchall()
+    by_eid: dict[int, str] = {}
+    for eid, blob in got:
+        try:
+            fields = json.loads(blob) if blob else None
+        except ValueError:
+            continue
+        if isinstance(fields, dict):
+            by_eid[int(eid)] = generic(fields)
+    for r in rows:
+        if not r["summary"] and r.get("eid") is not None:
+            r["summary"] = by_eid.get(int(r["eid"]), "")
 
 
 def query(cur: Cursor, text: str, *, limit: int | None = 100, offset: int = 0,
@@ -199,7 +225,7 @@ def query(cur: Cursor, text: str, *, limit: int | None = 100, offset: int = 0,
     if limit is not None:
         sql += " LIMIT ? OFFSET ?"
         params += [limit, offset]
-    return rows_with_summary(cur.execute(sql, params))
+    return rows_with_summary(cur.execute(sql, params), cur)
 
 
 def membership(cur: Cursor, view: View) -> tuple[str, list[Any]]:

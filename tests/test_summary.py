@@ -141,3 +141,30 @@ def test_an_event_that_only_shares_a_log_clearing_number_is_not_called_log_clear
 def test_the_process_column_is_the_image_file_name() -> None:
     assert process_of({"process_image": "C:\\Windows\\System32\\cmd.exe"}) == "cmd.exe"
     assert process_of({}) == ""
+
+
+def test_an_event_no_summary_knows_gets_its_first_meaningful_fields() -> None:
+    from engine.summary import generic
+
+    fields = {"ProviderGuid": "{C76BAA63-AE81-421C-B425-340B4B24157F}", "Version": "0", "Id": "{00000000-0000-0000-0000-000000000000}",
+              "ClientMachine": "WS05", "User": "corp\\\\bob", "Operation": "x" * 200, "Later": "not shown", "More": "no"}
+    line = generic(fields)
+    assert line.startswith("ClientMachine: WS05  User: corp\\\\bob  Operation: xxx")
+    assert line.endswith("…  Later: not shown") and "ProviderGuid" not in line and "Id:" not in line
+    assert generic({"Data": {"#text": ["a", "-", "b"]}}) == "a · b"
+
+
+def test_the_timeline_gives_every_event_with_data_a_summary(tmp_path: Any) -> None:
+    from conftest import evtx_doc, ingest_into, write_jsonl
+
+    from engine import Case, views
+
+    doc = evtx_doc(1, 261, "2024-05-01T10:00:00Z",
+                   channel="Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
+                   provider="Microsoft-Windows-TerminalServices-RemoteConnectionManager", data={"Param1": "listener RDP-Tcp"})
+    case = tmp_path / "case.duckdb"
+    ingest_into(case, [write_jsonl(tmp_path / "e.jsonl", [doc])])
+    with Case(case, read_only=True) as c:
+        cur = c.cursor()
+        (row,) = views.window(cur, views.resolve(cur, ""), 0, 10)
+    assert row["summary"] == "Param1: listener RDP-Tcp"
