@@ -258,7 +258,9 @@ def _parse_number(value: str) -> int | None:
     return n if -(2**63) <= n < 2**64 else None
 
 
-def _like(value: str) -> str:
+def glob_like(value: str) -> str:
+    """A glob (`*` any run of characters) as a LIKE pattern with ESCAPE '\\': the filter language's
+    wildcards, and the lineage marks' and the findings allowlists' globs."""
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%")
 
@@ -401,7 +403,7 @@ class Compiler:
                 raise FilterError(f'{t.field}: "{value}" is not a number', t.position, t.text) from None
         if typ == "VARCHAR[]":
             if "*" in value:
-                return f"len(list_filter({ref}, lambda x: x ILIKE ? ESCAPE '\\')) > 0", [_like(value.strip())]
+                return f"len(list_filter({ref}, lambda x: x ILIKE ? ESCAPE '\\')) > 0", [glob_like(value.strip())]
             if col == "marks":
                 # Marks are reasons written out ("opened lsass.exe (0x1410)"): any word of them.
                 return f"len(list_filter({ref}, lambda x: contains(lower(x), lower(?)))) > 0", [value.strip()]
@@ -433,7 +435,7 @@ class Compiler:
         if t.op != "=":
             return f"{ref} {t.op} ?", [value]
         if "*" in value:
-            return f"{ref} ILIKE ? ESCAPE '\\'", [_like(value)]
+            return f"{ref} ILIKE ? ESCAPE '\\'", [glob_like(value)]
         if col == "channel":
             # As the timeline shows it too: Sysmon, TS-RCM, Bits-Client.
             names = channel_spellings(value)
@@ -485,7 +487,7 @@ class Compiler:
                     params += [path, path, number]
                 elif "*" in value:
                     ors.append(f"{expr} ILIKE ? ESCAPE '\\'")
-                    params += [path, path, _like(value)]
+                    params += [path, path, glob_like(value)]
                 else:
                     ors.append(f"lower({expr}) = lower(?)")
                     params += [path, path, value]

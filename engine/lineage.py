@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 from . import boots
-from .filters import column_types
+from .filters import column_types, glob_like
 
 Cursor = duckdb.DuckDBPyConnection
 VERSION = "1"
@@ -170,10 +170,6 @@ def load_marks(*paths: Path | None) -> Marks:
             else:
                 parents.setdefault(group, []).extend(str(i).lower() for i in images)
     return Marks(tuple(rules), {g: tuple(v) for g, v in parents.items()}, tuple(children))
-
-
-def _like(glob: str) -> str:
-    return glob.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
 
 
 # -- building --------------------------------------------------------------------------------------
@@ -418,7 +414,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks, cands: str = "_ended", subtr
     rule_params: list[Any] = []
     for glob, args, reason in marks.rules:
         cond = "nm.name LIKE ? ESCAPE '\\'"
-        rule_params.append(_like(glob))
+        rule_params.append(glob_like(glob))
         if args is not None:
             cond += " AND regexp_matches(nm.cmd, ?, 'i')"
             rule_params.append(args)
@@ -426,7 +422,7 @@ def _store(cur: Cursor, scoped: bool, marks: Marks, cands: str = "_ended", subtr
         rule_params.append(reason)
     rule_list = f"[{', '.join(cases)}]::VARCHAR[]" if cases else "[]::VARCHAR[]"
     cur.execute("CREATE OR REPLACE TEMP TABLE _mark_parents (grp VARCHAR, pattern VARCHAR)")
-    rows = [[g, _like(p)] for g, pats in marks.parents.items() for p in pats]
+    rows = [[g, glob_like(p)] for g, pats in marks.parents.items() for p in pats]
     if rows:
         cur.executemany("INSERT INTO _mark_parents VALUES (?, ?)", rows)
     cur.execute("CREATE OR REPLACE TEMP TABLE _mark_children AS SELECT unnest(?::VARCHAR[]) AS name",

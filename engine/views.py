@@ -188,12 +188,21 @@ def _generic_summaries(cur: Cursor, rows: list[dict[str, Any]]) -> None:
     their event data: one query for the rows of a window that need it)."""
     from .summary import generic
 
-    wanted = [int(r["eid"]) for r in rows if not r["summary"] and r.get("eid") is not None]
+    # (A record without even a channel, such as a 1601-dated empty one, has no data to show.)
+    wanted = sorted({int(r["eid"]) for r in rows if not r["summary"] and r.get("eid") is not None and r.get("channel")})
     if not wanted:
         return
-    got = cur.execute(f"""SELECT eid, coalesce(data, json_extract(raw, '{EVTX_EVENT_DATA}')) FROM event_data
-                          WHERE eid BETWEEN ? AND ? AND list_contains(?, eid)""",
-                      [min(wanted), max(wanted), wanted]).fetchall()
+    # One range a run of nearby eids (a window's events come from a few files, each a run of eids):
+    # `event_data` is stored by eid, so each range reads a row group or two where one range over
+    # them all read most of the table (2 s on the 10M case).
+    clusters: list[list[int]] = [[wanted[0]]]
+    for eid in wanted[1:]:
+        if eid - clusters[-1][-1] > 50_000:
+            clusters.append([])
+        clusters[-1].append(eid)
+    sql = " UNION ALL ".join(f"""SELECT eid, coalesce(data, json_extract(raw, '{EVTX_EVENT_DATA}')) FROM event_data
+                                 WHERE eid BETWEEN ? AND ? AND list_contains(?, eid)""" for _ in clusters)
+    got = cur.execute(sql, [x for c in clusters for x in (c[0], c[-1], c)]).fetchall()
     by_eid: dict[int, str] = {}
     for eid, blob in got:
         try:

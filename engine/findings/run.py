@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from ..filters import glob_like
 from .rules import Rule, RuleError
 
 Cursor = duckdb.DuckDBPyConnection
@@ -17,10 +18,6 @@ LIST_SHOWN = 5  # values an explanation names before "+N more"
 _PLACE = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\|([a-z]+))?\}")
 _FILTERS = ("count", "sum", "mask", "hex", "all", "first")
 _STANDARD = {"count", "first", "last", "host", "user", "title", "span"}
-
-
-def _like(glob: str) -> str:
-    return glob.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%").replace("?", "_")
 
 
 def hits_sql(rule: Rule) -> tuple[str, list[Any]]:
@@ -64,7 +61,7 @@ def run(cur: Cursor, rule: Rule) -> list[dict[str, Any]]:
                             f"({', '.join(columns)})")
         ors = " OR ".join(f"lower(CAST(h.\"{column}\" AS VARCHAR)) LIKE ? ESCAPE '\\'" for _ in globs)
         allow_sql.append(f"NOT coalesce({ors}, FALSE)")
-        allow_params += [_like(g) for g in globs]
+        allow_params += [glob_like(g.lower()) for g in globs]
     where = " AND ".join(allow_sql) or "TRUE"
     if grouped:
         rows = cur.execute(f"SELECT * FROM ({sql}) h WHERE {where}", params + allow_params)
