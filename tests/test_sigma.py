@@ -255,3 +255,87 @@ detection:
         assert findings.ensure(cur, rules) == []
         hosts = {f["host"] for f in findings.listing(cur) if f["rule"].endswith("ff")}
     assert hosts == {"P"}, name
+
+
+# -- how a pass is run: long OR lists, repeated values, ranges, event IDs ------------------------------
+LISTS = """title: Long lists of alternatives
+id: 00000000-0000-0000-0000-0000000000aa
+level: low
+logsource: {product: windows, category: process_creation}
+detection:
+    sel_cli:
+        CommandLine|contains: ['a.c', 'x(1)', "it's", 'pre*post', 'q?z', 'end$']
+    sel_img:
+        Image|endswith: ['\\\\one.exe', '\\\\two.exe', '\\\\three.exe', '\\\\four.exe', '\\\\five.exe']
+    condition: 1 of sel_*
+"""
+
+
+def _creations(tmp_path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    s = "Microsoft-Windows-Sysmon/Operational"
+    docs = [evtx_doc(n + 1, 1, f"2024-05-01T10:00:{n:02d}Z", host=host, channel=s, provider="Microsoft-Windows-Sysmon",
+                     data={"Image": image, "CommandLine": cmd, "ProcessId": str(n + 1),
+                           "ProcessGuid": f"{{33333333-0000-0000-0000-{n + 1:012d}}}"})
+            for n, (host, image, cmd) in enumerate(rows)]
+    case = tmp_path / "case.duckdb"
+    ingest_into(case, [write_jsonl(tmp_path / "e.jsonl", docs)])
+    return case
+
+
+def _hits(tmp_path: Path, case: Path, text: str) -> list[tuple[str, int]]:
+    (tmp_path / "sigma").mkdir(exist_ok=True)
+    (tmp_path / "sigma" / "r.yml").write_text(text, encoding="utf-8")
+    rules = sigma.load(tmp_path / "sigma", cache=tmp_path / "cache")
+    assert len(rules.rules) == 1 and not rules.failed
+    with Case(case, read_only=True) as c:
+        cur = c.cursor()
+        assert sigma.prepare(cur, rules.rules) == []
+        return sorted((str(h), int(r)) for h, r in cur.execute(
+            "SELECT e.host, e.record_id FROM sigma_hits JOIN events e USING (eid)").fetchall())
+
+
+def test_a_long_list_of_alternatives_matches_each_value_as_sigma_does_and_not_its_near_misses(tmp_path: Path) -> None:
+    img = "C:\\Windows\\System32\\x.exe"
+    rows = [("P", img, "run A.C now"), ("N", img, "run abc now"),             # '.' is a dot, not any character
+            ("P", img, "x(1) y"), ("N", img, "x1 y"),                          # parentheses are literal
+            ("P", img, "it's here"), ("P", img, "PRE middle POST"),           # a quote; an inner wildcard
+            ("N", img, "post then pre"), ("P", img, "qaz"), ("N", img, "qaaz"),  # order; '?' is one character
+            ("P", img, "ends with end$ sign"), ("N", img, "the end"),          # '$' is literal
+            ("P", "C:\\Tools\\FOUR.EXE", "-"), ("N", "C:\\Tools\\four.exe.bak", "-")]
+    hits = _hits(tmp_path, _creations(tmp_path, rows), LISTS)
+    expected = sorted((h, n + 1) for n, (h, _, _) in enumerate(rows) if h == "P")
+    assert hits == expected
+
+
+def test_events_with_the_same_values_each_get_their_hit_whatever_the_ranges(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    img = "C:\\Windows\\System32\\x.exe"
+    rows = [("P", img, "it's here")] * 5 + [("N", img, "nothing")] * 4 + [("P", "C:\\a\\one.exe", "nothing")] * 3
+    case = _creations(tmp_path, rows)
+    whole = _hits(tmp_path, case, LISTS)
+    monkeypatch.setattr(sigma, "CHUNK", 2)  # six ranges of two events
+    monkeypatch.setattr(sigma, "MAX_VALUES", 1)  # and the combinations evaluated after each range
+    assert _hits(tmp_path, case, LISTS) == whole
+    assert whole == sorted((h, n + 1) for n, (h, _, _) in enumerate(rows) if h == "P")
+
+
+def test_a_rule_naming_its_event_ids_reads_only_those_and_one_under_not_reads_all(tmp_path: Path) -> None:
+    text = """title: Network logon
+id: 00000000-0000-0000-0000-0000000000bb
+level: low
+logsource: {product: windows, service: security}
+detection:
+    sel: {EventID: 4624, LogonType: 3}
+    condition: sel
+"""
+    docs = [evtx_doc(1, 4624, "2024-05-01T10:00:00Z", host="P", channel="Security", data={"LogonType": "3"}),
+            evtx_doc(2, 4625, "2024-05-01T10:00:01Z", host="N", channel="Security", data={"LogonType": "3"})]
+    case = tmp_path / "case.duckdb"
+    ingest_into(case, [write_jsonl(tmp_path / "e.jsonl", docs)])
+    assert _hits(tmp_path, case, text) == [("P", 1)]
+    assert sigma.load(tmp_path / "sigma", cache=tmp_path / "cache").rules[0].sigma_event_ids == (4624,)
+    negated = text.replace("condition: sel", "condition: not sel").replace("bb\n", "bc\n")
+    (tmp_path / "sigma" / "r.yml").write_text(negated, encoding="utf-8")
+    rule = sigma.load(tmp_path / "sigma", cache=tmp_path / "cache").rules[0]
+    assert rule.sigma_event_ids == ()
+    assert _hits(tmp_path, case, negated) == [("N", 2)]

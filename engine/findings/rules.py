@@ -80,6 +80,8 @@ class Rule:
     # hits come from the one pass over each logsource that all its rules share.
     sigma_logsource: str | None = None
     sigma_condition: str | None = None
+    # The event IDs the rule can match at all (empty: any event of its logsource).
+    sigma_event_ids: tuple[int, ...] = ()
 
     @property
     def rank(self) -> int:
