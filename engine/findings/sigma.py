@@ -90,7 +90,7 @@ _FIELD_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOUR = timedelta(hours=1)
 WHOLE_EVENT = "e.whole"
 MIN_ALTERNATION = 4  # plain matches on one field that an OR turns into one regular expression
-CHUNK = 100_000  # events of one logsource held at once (two passes in 512 MB)
+CHUNK = 100_000  # events of one logsource held at once (two passes at once stay within SIGMA_MEMORY)
 # The events of one logsource (a range of them when it has many) with every field its rules read
 # as a column of its own, extracted from the event data in one parse of each document (the
 # flattened fields of a JSON shape, or an EVTX record's EventData), original and lowered: every
@@ -467,7 +467,8 @@ def _convert(path: Path, text: str, placeholders: dict[str, list[str]]) -> dict[
 def _event_ids(rule: Any) -> set[int] | None:
     """The event IDs a rule can match at all, when every one of its conditions requires an EventID
     (a conjunct `EventID: 4624`, or a list of them); else None. When all the rules of a logsource
-    say theirs, its pass reads only those events (Security's rules read no 4625 or 5156)."""
+    say theirs, its pass reads only those events (the four channel-wide Sysmon rules read Sysmon
+    16, 27, 28 and 29, not all of Sysmon)."""
     from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionOR
     from sigma.types import SigmaNumber, SigmaString
 
@@ -612,8 +613,8 @@ def _source_pass(cur: Any, where: str, group: list[Rule]) -> list[str]:
     fresh = True  # no values collected yet
     # The whole document of every event (keyword rules) is wide: fewer events at once.
     for bounds in _ranges(cur, where, CHUNK // 10 if whole else CHUNK):
-        span = f"eid BETWEEN {bounds[0]} AND {bounds[1]}" if bounds else "TRUE"
-        cur.execute(SOURCE_SQL.format(where=f"({where}) AND e.{span}" if bounds else where, range=span,
+        span = f"eid BETWEEN {bounds[0]} AND {bounds[1]}"
+        cur.execute(SOURCE_SQL.format(where=f"({where}) AND e.{span}", range=span,
                                       typed=typed, columns=columns, values=values, whole=whole))
         if whole:
             ev.run(cur, "_sigma_source")
@@ -687,12 +688,14 @@ def _used_columns(rules: list[Rule], columns: str) -> list[str]:
     return sorted(used) or ["event_id"]
 
 
-def _ranges(cur: Any, where: str, size: int) -> list[tuple[int, int] | None]:
-    """eid ranges of at most `size` of the logsource's events each; [None] (no range) when it has
-    that few."""
-    n = cur.execute(f"SELECT count(*) FROM events e WHERE {where}").fetchone()[0]
+def _ranges(cur: Any, where: str, size: int) -> list[tuple[int, int]]:
+    """eid ranges of at most `size` of the logsource's events each (the event data is read over
+    each range only: its first to its last event); none when it has no events."""
+    n, lo, hi = cur.execute(f"SELECT count(*), min(eid), max(eid) FROM events e WHERE {where}").fetchone()
+    if n == 0:
+        return []
     if n <= size:
-        return [None]
+        return [(int(lo), int(hi))]
     rows = cur.execute(f"""SELECT min(eid), max(eid) FROM (
         SELECT eid, (row_number() OVER (ORDER BY eid) - 1) // {size} AS k FROM events e WHERE {where})
         GROUP BY k ORDER BY k""").fetchall()
