@@ -96,7 +96,8 @@ CHUNK = 100_000  # events of one logsource held at once (two passes at once stay
 # flattened fields of a JSON shape, or an EVTX record's EventData), original and lowered: every
 # condition then reads a column, where json_extract would parse the document again per field.
 SOURCE_SQL = """CREATE OR REPLACE TEMP TABLE _sigma_source AS
-    SELECT e.eid, e.ts, e.host, e.subject_user, e.target_user, e.subject_logon_id{typed}{columns}
+    SELECT e.eid, e.ts, e.host, coalesce(e.subject_user, e.target_user) AS "user",
+           nullif(e.subject_logon_id, 0) AS logon_id{typed}{columns}
     FROM (SELECT e.*, {values} AS v{whole} FROM events e JOIN (SELECT * FROM event_data WHERE {range}) d USING (eid)
           WHERE {where}) e"""
 # The typed columns a condition may read, as _sigma_source holds them (l_: lowered once).
@@ -243,9 +244,8 @@ def _backend(placeholders: dict[str, list[str]] | None = None) -> Any:
             one linear scan of the text where each contains() scanned it again (the emoji rules'
             hundreds of alternatives: 12x faster). Short lists stay as they are."""
             groups: dict[str, list[str]] = {}
-            args = self._or_args(cond)
-            for arg in args:
-                plain = self._plain_match(arg)
+            args = [(arg, self._plain_match(arg)) for arg in self._or_args(cond)]
+            for _, plain in args:
                 if plain is not None:
                     groups.setdefault(plain[0], []).append(plain[1])
             many = {f for f, alts in groups.items() if len(alts) >= MIN_ALTERNATION}
@@ -253,7 +253,7 @@ def _backend(placeholders: dict[str, list[str]] | None = None) -> Any:
                 return super().convert_condition_or(cond, state)
             from sigma.conditions import ConditionOR
 
-            rest = [a for a in args if (p := self._plain_match(a)) is None or p[0] not in many]
+            rest = [arg for arg, plain in args if plain is None or plain[0] not in many]
             parts = []
             for f in sorted(many):
                 pattern = "|".join(dict.fromkeys(groups[f])).replace("'", "''")
@@ -605,17 +605,18 @@ def _source_pass(cur: Any, where: str, group: list[Rule]) -> list[str]:
     their events; keyword rules read each event's whole document, so there they are evaluated on
     the events of each range. A batch that fails is run rule by rule; a rule that fails alone is
     reported once and left out of later batches."""
-    group, columns, values, whole = _field_columns(group)
-    used = _used_columns(group, columns)
+    fields = _field_columns(group)
+    used = _used_columns(fields)
     typed = "".join(f", {TYPED_COLUMNS[c]} AS {c}" for c in used if c in TYPED_COLUMNS)
-    ev = _Evaluator(group, used)
+    whole = fields.whole
+    ev = _Evaluator(fields.rules)
     cols = ", ".join(used)
     fresh = True  # no values collected yet
     # The whole document of every event (keyword rules) is wide: fewer events at once.
     for bounds in _ranges(cur, where, CHUNK // 10 if whole else CHUNK):
         span = f"eid BETWEEN {bounds[0]} AND {bounds[1]}"
         cur.execute(SOURCE_SQL.format(where=f"({where}) AND e.{span}", range=span,
-                                      typed=typed, columns=columns, values=values, whole=whole))
+                                      typed=typed, columns=fields.columns, values=fields.values, whole=whole))
         if whole:
             ev.run(cur, "_sigma_source")
             continue
@@ -627,7 +628,7 @@ def _source_pass(cur: Any, where: str, group: list[Rule]) -> list[str]:
             SELECT (SELECT count(*) FROM _sigma_values) + row_number() OVER (), * FROM (
                 SELECT DISTINCT {cols} FROM _sigma_source EXCEPT SELECT {cols} FROM _sigma_values)""")
         cur.execute(f"""INSERT INTO _sigma_rows
-            SELECT s.eid, s.ts, s.host, coalesce(s.subject_user, s.target_user), nullif(s.subject_logon_id, 0), v.k
+            SELECT s.eid, s.ts, s.host, s."user", s.logon_id, v.k
             FROM _sigma_source s JOIN _sigma_values v ON {on}""")
         if cur.execute("SELECT count(*) FROM _sigma_values").fetchone()[0] > MAX_VALUES:
             _end_segment(cur, ev)  # values that rarely repeat: evaluate these, start afresh
@@ -661,8 +662,8 @@ def _end_segment(cur: Any, ev: _Evaluator) -> None:
 class _Evaluator:
     """One logsource's rules, run in batches over a table of `_sigma_source`'s columns."""
 
-    def __init__(self, rules: list[Rule], used: list[str]) -> None:
-        self.rules, self.used = rules, used
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
         self.dead: set[str] = set()
         self.failed: list[str] = []
 
@@ -681,10 +682,10 @@ class _Evaluator:
                         self.failed.append(f"{rule.source}: rule {rule.id}: {str(exc).splitlines()[0]}")
 
 
-def _used_columns(rules: list[Rule], columns: str) -> list[str]:
+def _used_columns(fields: _Fields) -> list[str]:
     """The columns of `_sigma_source` the rules' conditions read (what decides their outcome)."""
-    known = {"eid", "ts", "host", "subject_user", "target_user", "subject_logon_id"} | set(TYPED_COLUMNS) | set(re.findall(r" AS (\w+)", columns)) | {"whole"}
-    used = {m.group(1) for r in rules for m in re.finditer(r"\be\.(\w+)", r.sigma_condition or "")} & known
+    known = {"host", "whole"} | set(TYPED_COLUMNS) | set(fields.names)
+    used = {m.group(1) for r in fields.rules for m in re.finditer(r"\be\.(\w+)", r.sigma_condition or "")} & known
     return sorted(used) or ["event_id"]
 
 
@@ -705,10 +706,20 @@ def _ranges(cur: Any, where: str, size: int) -> list[tuple[int, int]]:
 _LOOKUP = re.compile(r"e\.(l?m)\['([^']*)'\]")
 
 
-def _field_columns(rules: list[Rule]) -> tuple[list[Rule], str, str, str]:
+@dataclass
+class _Fields:
+    """What one logsource's pass extracts from its events' data, for SOURCE_SQL."""
+
+    rules: list[Rule]  # their conditions reading the columns below
+    names: list[str]  # the columns of the rules' fields (m<i> original, lm<i> lowered)
+    columns: str  # those columns, as SQL over `v`
+    values: str  # the one multi-path extraction of the fields from a document: `v`
+    whole: str  # the whole document, when a keyword rule searches it
+
+
+def _field_columns(rules: list[Rule]) -> _Fields:
     """The rules with each field lookup (`e.m['F']` original, `e.lm['F']` lowered) rewritten to a
-    column of `_sigma_source`, and that table's column list, its one multi-path extraction of the
-    fields, and the whole document when a keyword rule searches it."""
+    column of `_sigma_source`, and what makes those columns."""
     from dataclasses import replace
 
     found = sorted({(m.group(1), m.group(2)) for r in rules for m in _LOOKUP.finditer(r.sigma_condition or "")})
@@ -730,7 +741,7 @@ def _field_columns(rules: list[Rule]) -> tuple[list[Rule], str, str, str]:
     for rule in rules:
         condition = _LOOKUP.sub(lambda m: f"e.{column[(m.group(1), m.group(2))]}", rule.sigma_condition or "")
         out.append(replace(rule, sigma_condition=condition))
-    return out, columns, values, whole
+    return _Fields(out, list(column.values()) + (["whole"] if keywords else []), columns, values, whole)
 
 
 def _pass(cur: Any, rules: list[Rule], table: str) -> None:
@@ -747,8 +758,6 @@ def _pass(cur: Any, rules: list[Rule], table: str) -> None:
         return
     cur.execute(f"""INSERT INTO sigma_hits
         SELECT unnest(matched), eid, ts, host, "user", logon_id FROM (
-            SELECT e.eid, e.ts, e.host, coalesce(e.subject_user, e.target_user) AS "user",
-                   nullif(e.subject_logon_id, 0) AS logon_id,
-                   list_filter([{cases}], lambda x: x IS NOT NULL) AS matched
+            SELECT e.eid, e.ts, e.host, e."user", e.logon_id, list_filter([{cases}], lambda x: x IS NOT NULL) AS matched
             FROM _sigma_source e)
         WHERE len(matched) > 0""")
