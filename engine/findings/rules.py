@@ -76,6 +76,7 @@ class Rule:
     min_distinct: tuple[tuple[str, int], ...] = ()
     allow: tuple[tuple[str, tuple[str, ...]], ...] = ()
     enabled: bool = True
+    author: str = ""  # a Sigma rule's author
     # A Sigma rule (engine.findings.sigma): its logsource and condition as SQL over the case; its
     # hits come from the one pass over each logsource that all its rules share.
     sigma_logsource: str | None = None

@@ -122,7 +122,7 @@ def _finding(rule: Rule, row: dict[str, Any], values: dict[str, Any]) -> dict[st
     users = user if isinstance(user, list) else [user] if user is not None else []
     eids = [int(e) for e in row["eids"]]
     finding = {
-        "rule": rule.id, "title": rule.title, "severity": rule.severity, "attack": list(rule.attack),
+        "rule": rule.id, "title": rule.title, "author": rule.author or None, "severity": rule.severity, "attack": list(rule.attack),
         "host": ", ".join(str(h) for h in hosts if h is not None) or None,
         "user": ", ".join(str(u) for u in users if u is not None) or None,
         "first": row["first"], "last": row["last"], "count": int(row.get("count") or len(eids)), "eids": eids,

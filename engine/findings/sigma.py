@@ -401,7 +401,7 @@ def load(*dirs: Path, cache: Path | None = None, placeholders: dict[str, list[st
                     description=raw["description"], references=tuple(raw["references"]),
                     sql=HITS_SQL.format(rule=raw["id"].replace("'", "''")), group_by=("host",), window=_HOUR,
                     sigma_logsource=raw["logsource"], sigma_condition=raw["condition"],
-                    sigma_event_ids=tuple(raw["event_ids"])))
+                    sigma_event_ids=tuple(raw["event_ids"]), author=raw.get("author", "")))
     return out
 
 
@@ -454,7 +454,7 @@ def _convert(path: Path, text: str, placeholders: dict[str, list[str]]) -> dict[
         level = str(rule.level.name).lower() if rule.level else "medium"
         eids = _event_ids(rule)
         out.rules.append({
-            "id": str(rule.id or path.stem), "title": str(rule.title),
+            "id": str(rule.id or path.stem), "title": str(rule.title), "author": str(rule.author or ""),
             "severity": level if level in SEVERITIES else "medium", "attack": list(_attack(list(rule.tags or []))),
             "description": (str(rule.description or "").strip()
                             + (f" (Sigma; author: {rule.author})" if rule.author else " (Sigma)")),
@@ -541,25 +541,39 @@ def _bytes(size: str) -> float:
     return float(m.group(1)) * base ** " KMGT".index(m.group(2).upper() or " ")
 
 
-def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
-    import queue
-    import threading
-
+def passes(rules: list[Rule]) -> dict[str, list[Rule]]:
+    """The Sigma rules by the events their pass reads (SQL over `events e`): one pass per
+    logsource (compiling a pass costs more than reading a few events again), reading only the
+    events its rules can match when every rule names its event IDs."""
     grouped: dict[str, list[Rule]] = {}
     for rule in rules:
         if rule.sigma_logsource and rule.sigma_condition:
             grouped.setdefault(rule.sigma_logsource, []).append(rule)
     by_source: dict[str, list[Rule]] = {}
     for where, group in grouped.items():
-        # One pass per logsource (compiling a pass costs more than reading a few events again),
-        # reading only the events its rules can match when every rule names its event IDs.
         if all(r.sigma_event_ids for r in group):
             ids = sorted({i for r in group for i in r.sigma_event_ids})
             where = f"({where}) AND e.event_id IN ({', '.join(map(str, ids))})"
         by_source[where] = group
-    todo: queue.Queue[tuple[str, list[Rule]]] = queue.Queue()
+    return by_source
+
+
+def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
+    import queue
+    import threading
+
+    by_source = passes(rules)
+    todo: queue.Queue[tuple[str, list[Rule]] | list[tuple[str, list[Rule]]]] = queue.Queue()
+    # The logsources whose rules read fields share one scan of the event data (each document is
+    # read once, not once per logsource: reading a logsource's events reads the documents of every
+    # event between them); those with keyword rules read whole documents, one logsource at a time,
+    # beside it.
+    plain = [(w, g) for w, g in by_source.items() if not any(WHOLE_EVENT in (r.sigma_condition or "") for r in g)]
+    if plain:
+        todo.put(plain)
     for item in sorted(by_source.items(), key=lambda kv: -len(kv[1])):  # the biggest first
-        todo.put(item)
+        if item not in plain:
+            todo.put(item)
     failed: list[str] = []
     parts: list[Any] = []
     errors: list[BaseException] = []
@@ -570,10 +584,13 @@ def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
             mine.execute(HITS_DDL)
             while True:
                 try:
-                    where, group = todo.get_nowait()
+                    item = todo.get_nowait()
                 except queue.Empty:
                     break
-                failed.extend(_source_pass(mine, where, group))
+                if isinstance(item, list):
+                    failed.extend(_shared_pass(mine, item))
+                else:
+                    failed.extend(_source_pass(mine, *item))
             parts.append(mine.sql("SELECT * FROM sigma_hits").to_arrow_table())
         except BaseException as exc:  # reaches the caller below
             errors.append(exc)
@@ -598,85 +615,134 @@ def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
 
 
 def _source_pass(cur: Any, where: str, group: list[Rule]) -> list[str]:
-    """Every rule of one logsource over its events, read a range at a time (memory stays bounded
-    on a large case). The conditions are evaluated on the distinct combinations of the values they
-    read, collected over the ranges (a host runs the same programs with the same command lines all
-    day: the benchmark case's 1M process creations hold 1,851 combinations), then joined back to
-    their events; keyword rules read each event's whole document, so there they are evaluated on
-    the events of each range. A batch that fails is run rule by rule; a rule that fails alone is
-    reported once and left out of later batches."""
+    """Every rule of one logsource whose rules search whole documents (keywords), over its events
+    a range at a time: a document is wide and rarely repeats, so each event is evaluated as it is.
+    A batch that fails is run rule by rule; a rule that fails alone is reported once and left out
+    of later batches."""
     fields = _field_columns(group)
     used = _used_columns(fields)
     typed = "".join(f", {TYPED_COLUMNS[c]} AS {c}" for c in used if c in TYPED_COLUMNS)
-    whole = fields.whole
-    ev = _Evaluator(fields.rules)
-    cols = ", ".join(used)
-    fresh = True  # no values collected yet
-    # The whole document of every event (keyword rules) is wide: fewer events at once.
-    for bounds in _ranges(cur, where, CHUNK // 10 if whole else CHUNK):
-        span = f"eid BETWEEN {bounds[0]} AND {bounds[1]}"
-        cur.execute(SOURCE_SQL.format(where=f"({where}) AND e.{span}", range=span,
-                                      typed=typed, columns=fields.columns, values=fields.values, whole=whole))
-        if whole:
-            ev.run(cur, "_sigma_source")
-            continue
-        if fresh:
-            _new_segment(cur, cols)
-            fresh = False
-        on = " AND ".join(f"s.{c} IS NOT DISTINCT FROM v.{c}" for c in used)
-        cur.execute(f"""INSERT INTO _sigma_values
-            SELECT (SELECT count(*) FROM _sigma_values) + row_number() OVER (), * FROM (
-                SELECT DISTINCT {cols} FROM _sigma_source EXCEPT SELECT {cols} FROM _sigma_values)""")
-        cur.execute(f"""INSERT INTO _sigma_rows
-            SELECT s.eid, s.ts, s.host, s."user", s.logon_id, v.k
-            FROM _sigma_source s JOIN _sigma_values v ON {on}""")
-        if cur.execute("SELECT count(*) FROM _sigma_values").fetchone()[0] > MAX_VALUES:
-            _end_segment(cur, ev)  # values that rarely repeat: evaluate these, start afresh
-            fresh = True
-    if not fresh:
-        _end_segment(cur, ev)
-    for name in ("_sigma_source", "_sigma_values", "_sigma_rows", "_sigma_matched"):
-        cur.execute(f"DROP TABLE IF EXISTS {name}")
+    ev = _Evaluator(fields.rules, "_sigma_source")
+    for lo, hi in _ranges(cur, where, CHUNK // 10):
+        span = f"eid BETWEEN {lo} AND {hi}"
+        cur.execute(SOURCE_SQL.format(where=f"({where}) AND e.{span}", range=span, typed=typed,
+                                      columns=fields.columns, values=fields.values, whole=fields.whole))
+        ev.run(cur)
+    cur.execute("DROP TABLE IF EXISTS _sigma_source")
     return ev.failed
 
 
-MAX_VALUES = 300_000  # distinct combinations of a logsource held before they are evaluated
+def _shared_pass(cur: Any, passes: list[tuple[str, list[Rule]]]) -> list[str]:
+    """Every rule of the logsources given, over one scan of their events' data, a range at a time
+    (memory stays bounded on a large case). In one statement per range, each event is extracted
+    once per logsource it belongs to (`pass`), with that logsource's fields, and the events are
+    grouped by logsource and by the values its conditions read, exactly (GROUP BY holds NULLs
+    equal): only the distinct combinations are kept as text, each with its events. The
+    combinations are collected over the ranges (a host runs the same programs with the same
+    command lines all day: the benchmark case's 1M process creations hold 1,851), evaluated once
+    each, and their matches joined back to their events."""
+    plans = []
+    for n, (where, group) in enumerate(passes):
+        fields = _field_columns(group)
+        used = _used_columns(fields)
+        ev = _Evaluator(fields.rules, f"(SELECT e.k, {_derived(used, fields)} FROM _sigma_values e WHERE e.pass = {n}) e")
+        plans.append((n, where, fields, used, ev))
+    typed: dict[str, list[int]] = {}  # each typed column the conditions read: the passes reading it
+    for n, _, fields, used, _ in plans:
+        for column in used:
+            if column not in fields.index:
+                typed.setdefault(column.removeprefix("l_"), []).append(n)
+    members = ", ".join(f"CASE WHEN ({where}) THEN {n} END" for n, where, *_ in plans)
+    extract = " ".join(f"WHEN {n} THEN {fields.values}" for n, _, fields, *_ in plans if fields.names)
+    columns = "".join(f", CASE WHEN d.pass IN ({', '.join(map(str, ns))}) THEN d.{c} END AS {c}"
+                      for c, ns in sorted(typed.items()))
+    names = "pass, v" + "".join(f", {c}" for c in sorted(typed))
+    any_source = " OR ".join(f"({where})" for _, where, *_ in plans)
+    fresh = True
+    for lo, hi in _ranges(cur, any_source, CHUNK):
+        span = f"eid BETWEEN {lo} AND {hi}"
+        cur.execute(SCAN_SQL.format(range=span, where=f"({any_source}) AND e.{span}", members=members,
+                                    extract=f"CASE d.pass {extract} END" if extract else "NULL::VARCHAR[]",
+                                    columns=columns, typed="".join(f", e.{c}" for c in sorted(typed)), names=names))
+        if fresh:
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE _sigma_values AS SELECT 0::BIGINT AS k, {names} FROM _sigma_chunk LIMIT 0")
+            cur.execute("""CREATE OR REPLACE TEMP TABLE _sigma_rows (eid BIGINT, ts TIMESTAMP, host VARCHAR,
+                "user" VARCHAR, logon_id UBIGINT, k BIGINT)""")
+            cur.execute("CREATE OR REPLACE TEMP TABLE _sigma_matched (rule VARCHAR, k BIGINT)")
+            fresh = False
+        on = " AND ".join(f"c.{c} IS NOT DISTINCT FROM v.{c}" for c in names.split(", "))
+        cur.execute(f"""INSERT INTO _sigma_values
+            SELECT (SELECT count(*) FROM _sigma_values) + row_number() OVER (), * FROM (
+                SELECT {names} FROM _sigma_chunk EXCEPT SELECT {names} FROM _sigma_values)""")
+        cur.execute(f"""INSERT INTO _sigma_rows SELECT ev.eid, ev.ts, ev.host, ev."user", ev.logon_id, k FROM (
+            SELECT v.k, unnest(c.evs) AS ev FROM _sigma_chunk c JOIN _sigma_values v ON {on})""")
+        if cur.execute("SELECT count(*) FROM _sigma_values").fetchone()[0] > MAX_VALUES:
+            _end_segment(cur, [ev for *_, ev in plans])  # values that rarely repeat: evaluate these
+            fresh = True
+    if not fresh:
+        _end_segment(cur, [ev for *_, ev in plans])
+    for name in ("_sigma_chunk", "_sigma_values", "_sigma_rows", "_sigma_matched"):
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+    return [f for *_, ev in plans for f in ev.failed]
 
 
-def _new_segment(cur: Any, cols: str) -> None:
-    """Empty tables for a run of ranges: the value combinations (k numbers them), each event with
-    its combination, the combinations' matches."""
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE _sigma_values AS SELECT 0::BIGINT AS k, {cols} FROM _sigma_source LIMIT 0")
-    cur.execute("""CREATE OR REPLACE TEMP TABLE _sigma_rows (eid BIGINT, ts TIMESTAMP, host VARCHAR, "user" VARCHAR,
-        logon_id UBIGINT, k BIGINT)""")
-    cur.execute("CREATE OR REPLACE TEMP TABLE _sigma_matched (rule VARCHAR, k BIGINT)")
+# One range of the events of the shared scan's logsources, one row per event and logsource it
+# belongs to (`pass`) with that logsource's fields extracted from its document (`v`, one parse)
+# and the typed columns it reads, grouped by those values, with the events of each combination.
+SCAN_SQL = """CREATE OR REPLACE TEMP TABLE _sigma_chunk AS
+    SELECT {names}, list({{'eid': eid, 'ts': ts, 'host': _host, 'user': "user", 'logon_id': logon_id}}) AS evs
+    FROM (SELECT d.pass, d.eid, d.ts, d._host, d."user", d.logon_id, {extract} AS v{columns}
+          FROM (SELECT e.eid, e.ts, e.host AS _host, coalesce(e.subject_user, e.target_user) AS "user",
+                       nullif(e.subject_logon_id, 0) AS logon_id{typed}, d.data, d.raw,
+                       unnest(list_filter([{members}], lambda x: x IS NOT NULL)) AS pass
+                FROM events e JOIN (SELECT * FROM event_data WHERE {range}) d USING (eid)
+                WHERE {where}) d)
+    GROUP BY {names}"""
+MAX_VALUES = 300_000  # distinct combinations held before they are evaluated
 
 
-def _end_segment(cur: Any, ev: _Evaluator) -> None:
+def _derived(used: list[str], fields: _Fields) -> str:
+    """The columns a logsource's conditions read, made from a combination of `_sigma_values`: its
+    fields from `v` (m<i> as extracted, lm<i> lowered), its typed columns (l_<typed> lowered)."""
+    made = []
+    for column in used:
+        if column in fields.index:
+            i, lowered = fields.index[column]
+            made.append(f"{'lower(' if lowered else ''}e.v[{i}]{')' if lowered else ''} AS {column}")
+        else:
+            made.append(f"{TYPED_COLUMNS.get(column, 'e.' + column)} AS {column}")
+    return ", ".join(made)
+
+
+def _end_segment(cur: Any, evaluators: list[_Evaluator]) -> None:
     """The collected combinations evaluated, their matches joined back to their events."""
-    ev.run(cur, "_sigma_values")
+    for ev in evaluators:
+        ev.run(cur)
     cur.execute("""INSERT INTO sigma_hits SELECT m.rule, r.eid, r.ts, r.host, r."user", r.logon_id
         FROM _sigma_rows r JOIN _sigma_matched m USING (k)""")
+    cur.execute("DELETE FROM _sigma_matched")
 
 
 class _Evaluator:
-    """One logsource's rules, run in batches over a table of `_sigma_source`'s columns."""
+    """One logsource's rules, run in batches over `source`: the events of `_sigma_source`, or the
+    value combinations of `_sigma_values` with the columns the conditions read."""
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], source: str) -> None:
         self.rules = rules
+        self.source = source
         self.dead: set[str] = set()
         self.failed: list[str] = []
 
-    def run(self, cur: Any, table: str) -> None:
+    def run(self, cur: Any) -> None:
         live = [r for r in self.rules if r.id not in self.dead]
         for i in range(0, len(live), BATCH):
             batch = live[i:i + BATCH]
             try:
-                _pass(cur, batch, table)
+                _pass(cur, batch, self.source)
             except Exception:
                 for rule in batch:
                     try:
-                        _pass(cur, [rule], table)
+                        _pass(cur, [rule], self.source)
                     except Exception as exc:
                         self.dead.add(rule.id)
                         self.failed.append(f"{rule.source}: rule {rule.id}: {str(exc).splitlines()[0]}")
@@ -712,6 +778,7 @@ class _Fields:
 
     rules: list[Rule]  # their conditions reading the columns below
     names: list[str]  # the columns of the rules' fields (m<i> original, lm<i> lowered)
+    index: dict[str, tuple[int, bool]]  # each of those columns: its field's place in `v`, lowered?
     columns: str  # those columns, as SQL over `v`
     values: str  # the one multi-path extraction of the fields from a document: `v`
     whole: str  # the whole document, when a keyword rule searches it
@@ -741,19 +808,20 @@ def _field_columns(rules: list[Rule]) -> _Fields:
     for rule in rules:
         condition = _LOOKUP.sub(lambda m: f"e.{column[(m.group(1), m.group(2))]}", rule.sigma_condition or "")
         out.append(replace(rule, sigma_condition=condition))
-    return _Fields(out, list(column.values()) + (["whole"] if keywords else []), columns, values, whole)
+    return _Fields(out, list(column.values()) + (["whole"] if keywords else []),
+                   {col: (index[name], kind == "lm") for (kind, name), col in column.items()}, columns, values, whole)
 
 
-def _pass(cur: Any, rules: list[Rule], table: str) -> None:
-    """The hits of `rules` (all of one logsource) among the rows of `table`: the events of
+def _pass(cur: Any, rules: list[Rule], source: str) -> None:
+    """The hits of `rules` (all of one logsource) among the rows of `source`: the events of
     `_sigma_source` into `sigma_hits`, or the value combinations of `_sigma_values` into
     `_sigma_matched`."""
     cases = ", ".join(f"CASE WHEN coalesce(({r.sigma_condition}), FALSE) THEN '{r.id.replace(chr(39), chr(39) * 2)}' END"
                       for r in rules)
-    if table == "_sigma_values":
+    if source != "_sigma_source":
         cur.execute(f"""INSERT INTO _sigma_matched
             SELECT unnest(matched), k FROM (
-                SELECT e.k, list_filter([{cases}], lambda x: x IS NOT NULL) AS matched FROM _sigma_values e)
+                SELECT e.k, list_filter([{cases}], lambda x: x IS NOT NULL) AS matched FROM {source})
             WHERE len(matched) > 0""")
         return
     cur.execute(f"""INSERT INTO sigma_hits

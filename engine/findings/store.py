@@ -15,7 +15,7 @@ from .rules import SEVERITIES, RuleSet, load
 from .run import run_all
 
 Cursor = duckdb.DuckDBPyConnection
-VERSION = "1"
+VERSION = "2"  # 2: author
 DIGEST_KEY = "findings_digest"
 FAILED_KEY = "findings_failed"
 TIMES_KEY = "findings_seconds"
@@ -24,6 +24,7 @@ COLUMNS = """
   ord BIGINT,
   rule VARCHAR,
   title VARCHAR,
+  author VARCHAR,
   severity VARCHAR,
   rank INTEGER,
   attack VARCHAR[],
@@ -78,7 +79,7 @@ def compute(cur: Cursor, rules: RuleSet, *, temp: bool = False) -> tuple[list[st
     # One Arrow table in one INSERT: executemany inserts row by row (84 s for 70,000 findings).
     import pyarrow as pa
 
-    names = ["id", "ord", "rule", "title", "severity", "rank", "attack", "host", "user", "first", "last", "count",
+    names = ["id", "ord", "rule", "title", "author", "severity", "rank", "attack", "host", "user", "first", "last", "count",
              "reason", "eids", "logon_id", "boot", "process", "values"]
     columns: dict[str, list[Any]] = {n: [] for n in names}
     for n, f in enumerate(found, 1):

@@ -67,8 +67,9 @@ class FindingsScreen(TableViewScreen):
         width = max(20, self.app.size.width - 2)
         span = f"{row['first']:%Y-%m-%d %H:%M:%S}" + (f" → {row['last']:%Y-%m-%d %H:%M:%S}"
                                                       if row["last"] != row["first"] else "")
+        by = f" · by {row['author']}" if row.get("author") else ""
         head = (f"#{row['id']} {row['severity'].upper()} {row['title']} · {' '.join(row['attack'] or [])} · "
-                f"{row['count']} hit(s) · {span}")
+                f"{row['count']} hit(s) · {span}{by}")
         out.append(fit(escape(head), width) + "\n", style="bold")
         out.append(fit(escape(row["reason"] or ""), width) + "\n")
         keys = self.keymap
