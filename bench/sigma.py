@@ -36,14 +36,23 @@ def _timed(cur, where, group):
     t = time.perf_counter(); out = _orig(cur, where, group)
     passes.append((time.perf_counter() - t, len(group), where)); return out
 sigma._source_pass = _timed
+_shared = sigma._shared_pass
+def _timed_shared(cur, items):
+    t = time.perf_counter(); out = _shared(cur, items)
+    passes.append((time.perf_counter() - t, sum(len(g) for _, g in items),
+                   f"one shared scan of {{len(items)}} logsources")); return out
+sigma._shared_pass = _timed_shared
 own = {{}}  # a rule's own cost: its condition over what its logsource's pass evaluates
 if {rule_times}:
     _run = sigma._Evaluator.run
     def _each(self, cur):
         _run(self, cur)
         for r in self.rules:
+            if r.id in self.dead:
+                continue
             t = time.perf_counter()
-            cur.execute(f"SELECT count(*) FROM {{self.source}} WHERE coalesce(({{r.sigma_condition}}), FALSE)").fetchall()
+            src = self.source + (" e" if self.source == "_sigma_source" else "")
+            cur.execute(f"SELECT count(*) FROM {{src}} WHERE coalesce(({{r.sigma_condition}}), FALSE)").fetchall()
             own[r.id] = own.get(r.id, (0.0, r.title))[0] + time.perf_counter() - t, r.title
     sigma._Evaluator.run = _each
 cache = Path({cache!r})
@@ -89,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     def child(cache: Path, run: bool = True, rule_times: bool = False) -> dict[str, Any]:
         code = CHILD.format(root=str(ROOT), cache=str(cache), sigma=args.sigma, case=str(case), run=run,
                             rule_times=rule_times)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"benchmark child failed:\n{done.stderr}")
+        out = done.stdout
         return dict(json.loads(out.strip().splitlines()[-1]))
 
     if args.big:

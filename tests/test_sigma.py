@@ -196,16 +196,18 @@ def test_modifiers_conditions_keywords_and_4688_each_match_their_case_and_not_th
     assert got == {("1", "P1", 1), ("2", "P2", 1), ("3", "P3", 2), ("4", "P4", 1)}
 
 
-def test_a_sigma_finding_keeps_the_rules_id_title_level_and_attack_tags(tmp_path: Path) -> None:
+def test_a_sigma_finding_keeps_the_rules_id_title_level_attack_tags_and_author(tmp_path: Path) -> None:
     rules_dir = tmp_path / "sigma"
     rules_dir.mkdir()
-    (rules_dir / "all_not.yml").write_text(RULES["all_not.yml"], encoding="utf-8")
+    (rules_dir / "all_not.yml").write_text(RULES["all_not.yml"].replace("level: medium", "level: medium\nauthor: A. Responder"),
+                                           encoding="utf-8")
     rules = findings.load(sigma=[rules_dir], user=False)
     with Case(_case(tmp_path), read_only=True) as case:
         cur = case.cursor()
         findings.ensure(cur, rules)
         (f,) = findings.listing(cur, rule="00000000-0000-0000-0000-000000000002")
     assert f["title"] == "All of, and not a filter" and f["severity"] == "medium" and f["attack"] == ["T1059.001"]
+    assert f["author"] == "A. Responder"
 
 
 MORE = {

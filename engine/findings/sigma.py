@@ -520,7 +520,7 @@ def prepare(cur: Any, rules: list[Rule], *, workers: int = 2) -> list[str]:
     cur.execute(HITS_DDL)
     # Two passes at once, each holding a range of events and its value combinations, need more
     # than the case's default limit on a large case; the limit is raised for the passes only.
-    before = cur.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    before = cur.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
     if _bytes(before) < _bytes(SIGMA_MEMORY):
         cur.execute(f"SET memory_limit = '{SIGMA_MEMORY}'")
     try:
@@ -676,7 +676,7 @@ def _shared_pass(cur: Any, passes: list[tuple[str, list[Rule]]]) -> list[str]:
                 SELECT {names} FROM _sigma_chunk EXCEPT SELECT {names} FROM _sigma_values)""")
         cur.execute(f"""INSERT INTO _sigma_rows SELECT ev.eid, ev.ts, ev.host, ev."user", ev.logon_id, k FROM (
             SELECT v.k, unnest(c.evs) AS ev FROM _sigma_chunk c JOIN _sigma_values v ON {on})""")
-        if cur.execute("SELECT count(*) FROM _sigma_values").fetchone()[0] > MAX_VALUES:
+        if cur.execute("SELECT count(*) FROM _sigma_values").fetchall()[0][0] > MAX_VALUES:
             _end_segment(cur, [ev for *_, ev in plans])  # values that rarely repeat: evaluate these
             fresh = True
     if not fresh:
@@ -715,9 +715,48 @@ def _derived(used: list[str], fields: _Fields) -> str:
 
 
 def _end_segment(cur: Any, evaluators: list[_Evaluator]) -> None:
-    """The collected combinations evaluated, their matches joined back to their events."""
-    for ev in evaluators:
+    """The collected combinations evaluated, their matches joined back to their events. Binding
+    thousands of conditions costs more than evaluating them over a few thousand combinations, so
+    half of the logsources are evaluated on a second connection, over a copy of the combinations
+    (a temp table is its connection's own)."""
+    import threading
+
+    share = sorted(evaluators, key=lambda ev: -len(ev.rules))
+    mine, theirs = share[0::2], share[1::2]
+    found: list[Any] = []
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        con = cur.cursor()
+        try:
+            con.register("_sigma_values", values)
+            con.execute("CREATE OR REPLACE TEMP TABLE _sigma_matched (rule VARCHAR, k BIGINT)")
+            for ev in theirs:
+                ev.run(con)
+            found.append(con.sql("SELECT * FROM _sigma_matched").to_arrow_table())
+        except BaseException as exc:  # reaches the caller below
+            errors.append(exc)
+        finally:
+            con.close()
+
+    helper = None
+    if sum(len(ev.rules) for ev in theirs) >= BATCH:  # worth a second connection
+        values = cur.sql("SELECT * FROM _sigma_values").to_arrow_table()
+        helper = threading.Thread(target=other, name="sigma-evaluate")
+        helper.start()
+    else:
+        mine = share
+    for ev in mine:
         ev.run(cur)
+    if helper is not None:
+        helper.join()
+        if errors:
+            raise errors[0]
+        cur.register("_sigma_matched_other", found[0])
+        try:
+            cur.execute("INSERT INTO _sigma_matched SELECT * FROM _sigma_matched_other")
+        finally:
+            cur.unregister("_sigma_matched_other")
     cur.execute("""INSERT INTO sigma_hits SELECT m.rule, r.eid, r.ts, r.host, r."user", r.logon_id
         FROM _sigma_rows r JOIN _sigma_matched m USING (k)""")
     cur.execute("DELETE FROM _sigma_matched")
@@ -758,7 +797,7 @@ def _used_columns(fields: _Fields) -> list[str]:
 def _ranges(cur: Any, where: str, size: int) -> list[tuple[int, int]]:
     """eid ranges of at most `size` of the logsource's events each (the event data is read over
     each range only: its first to its last event); none when it has no events."""
-    n, lo, hi = cur.execute(f"SELECT count(*), min(eid), max(eid) FROM events e WHERE {where}").fetchone()
+    n, lo, hi = cur.execute(f"SELECT count(*), min(eid), max(eid) FROM events e WHERE {where}").fetchall()[0]
     if n == 0:
         return []
     if n <= size:
