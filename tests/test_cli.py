@@ -458,3 +458,40 @@ def test_sources_keep_the_absolute_path_of_a_file_given_relative(tmp_path: Path,
     assert main(["ingest", "case.duckdb", "rel.jsonl", "--quiet"]) == 0
     con = duckdb.connect(str(tmp_path / "case.duckdb"), read_only=True)
     assert con.execute("SELECT path FROM sources").fetchall() == [(str(tmp_path / "rel.jsonl"),)]
+
+
+def test_csv_lines_end_with_a_newline_alone_as_unix_pipes_expect(case: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "query", str(case), "--format", "csv", "--limit", "3")
+    assert code == 0 and "\r" not in out and out.count("\n") == 4
+
+
+def test_a_directory_that_cannot_be_listed_stays_in_stats_after_the_ingest(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from engine.ingest import sources
+
+    logs = tmp_path / "Logs"
+    (logs / "private").mkdir(parents=True)
+    write_jsonl(logs / "events.jsonl", _events())
+    walk = os.walk
+
+    def walk_refused(top: str, onerror: Any = None, **kw: Any) -> Any:
+        # Root can list a chmod 000 directory: the refusal os.walk reports is made here.
+        for root, dirs, files in walk(top, **kw):
+            if "private" in dirs:
+                dirs.remove("private")
+                onerror(PermissionError(13, "Permission denied", os.path.join(root, "private")))
+            yield root, dirs, files
+
+    monkeypatch.setattr(sources.os, "walk", walk_refused)
+    monkeypatch.setenv("COLUMNS", "200")  # the stats tables on one line each
+    case = tmp_path / "case.duckdb"
+    code, _, err = run(capsys, "ingest", str(case), str(logs), "--quiet")
+    assert code == 0 and "private: cannot list this directory (Permission denied)" in err
+    _, out, _ = run(capsys, "stats", str(case))
+    assert "Not read" in out and "private" in out and "cannot list this directory" in out
+    monkeypatch.setattr(sources.os, "walk", walk)  # readable again: the next ingest forgets the refusal
+    run(capsys, "ingest", str(case), str(logs), "--quiet")
+    _, out, _ = run(capsys, "stats", str(case))
+    assert "Not read" not in out

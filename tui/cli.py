@@ -317,6 +317,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         row["path"] = _shown_path(row["path"])
     if bad:
         _print_table(con, "Skipped or damaged (see ingest_errors for each location)", bad, Table, Text)
+    unread = _dicts(cur.execute("SELECT path, message FROM ingest_errors WHERE source_id IS NULL ORDER BY path"))
+    for row in unread:
+        row["path"] = _shown_path(row["path"])
+        message = str(row["message"] or "")  # "PATH: cannot …": the path is its own column
+        row["message"] = message[message.rfind(": cannot ") + 2:] if ": cannot " in message else message
+    if unread:
+        _print_table(con, "Not read (nothing of these is in the case)", unread, Table, Text)
     return 0
 
 
@@ -823,7 +830,7 @@ def _emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, *, events: b
             return escape(v, limit=None) if isinstance(v, str) else v
 
         cell = shown if out.isatty() else raw
-        w = csv.writer(out)
+        w = csv.writer(out, lineterminator="\n")  # as DuckDB writes CSV: Unix pipes carry no \r
         w.writerow([cell(c) for c in columns])
         for r in rows:
             w.writerow([cell(r.get(c)) for c in columns])

@@ -32,6 +32,7 @@ from .evtx_reader import read_evtx_python, read_evtx_rust
 from .json_reader import read_json_documents, read_json_lines
 from .normalise import SHAPE_SELECTS, canonical_ip, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
 from .sources import (
+    DIRECTORY_UNREADABLE,
     Evidence,
     Prepended,
     describe_head,
@@ -221,6 +222,7 @@ def ingest(
         raise
     report.files = [e.result if isinstance(e, _File) and e.result else e  # type: ignore[misc]
                     for e in entries]
+    _keep_unread(case, paths, report)
     if case.unordered_events():
         case.reorder()
     _name_members(case)
@@ -228,6 +230,22 @@ def ingest(
     case.refresh_derived()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _keep_unread(case: Case, paths: Iterable[str | os.PathLike[str]], report: IngestReport) -> None:
+    """Directories that could not be listed and files that could not be read, kept in
+    `ingest_errors` (no source: nothing of them is in the case) so `ashiato stats` still says so
+    later; what an earlier ingest of the same paths could not read is replaced by what this one found."""
+    rows = [[None, line.rsplit(DIRECTORY_UNREADABLE, 1)[0], "directory", line] for line in report.unreadable]
+    rows += [[None, os.path.abspath(r.path), "file", r.message] for r in report.files
+             if isinstance(r, FileResult) and r.status == "skipped" and r.message and ": cannot read (" in r.message]
+    roots = [os.path.abspath(p) for p in paths]
+    with case.transaction() as con:
+        for root in roots:
+            con.execute("DELETE FROM ingest_errors WHERE source_id IS NULL AND (path = ? OR starts_with(path, ?))",
+                        [root, root.rstrip(os.sep) + os.sep])
+        if rows:
+            con.executemany("INSERT INTO ingest_errors VALUES (?, ?, ?, ?)", rows)
 
 
 def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:

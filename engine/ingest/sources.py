@@ -24,6 +24,9 @@ class Evidence:
     bytes: int
 
 
+DIRECTORY_UNREADABLE = ": cannot list this directory"
+
+
 def discover(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] | None = None,
              exclude: Iterable[Path] = ()) -> tuple[list[Evidence], list[str]]:
     """Files named, and every file below the directories named (sorted, so runs are repeatable).
@@ -35,7 +38,8 @@ def discover(paths: Iterable[str | os.PathLike[str]], unreadable: list[str] | No
 
     def listing_failed(exc: OSError) -> None:
         if unreadable is not None:
-            unreadable.append(f"{exc.filename}: cannot list this directory ({exc.strerror}); its files are not read")
+            unreadable.append(f"{os.path.abspath(exc.filename)}{DIRECTORY_UNREADABLE} ({exc.strerror}); "
+                              "its files are not read")
 
     for raw in paths:
         if not str(raw).strip():
