@@ -56,6 +56,12 @@ PATH_COLUMNS = frozenset({"process_image", "parent_image", "target_image", "obje
 # User columns and the domain column beside each: DOMAIN\user matches both, as shown in the timeline.
 USER_DOMAIN = {"target_user": "target_domain", "subject_user": "subject_domain", "member_name": None,
                "user": "domain"}
+# When each account column is the one the user column shows: a group change's member, else the
+# target account, else the acting one (engine.summary.user_of).
+_NO_MEMBER = "e.member_name IS NULL AND e.member_sid IS NULL"
+USER_SHOWN = {"member_name": "e.member_name IS NOT NULL",
+              "target_user": f"{_NO_MEMBER} AND coalesce(e.target_user, '') <> ''",
+              "subject_user": f"{_NO_MEMBER} AND coalesce(e.target_user, '') = ''"}
 GUID_COLUMNS = frozenset({"process_guid", "parent_guid", "target_guid", "logon_guid", "script_block_id"})
 # Event IDs are 16-bit: a larger number is a mistake, not a filter that silently matches nothing.
 MAX_EVENT_ID = 65535
@@ -380,11 +386,14 @@ class Compiler:
     def _compare(self, t: Term, columns: list[str]) -> tuple[str, list[Any]]:
         ors: list[str] = []
         params: list[Any] = []
+        # `user:` is the account the user column shows (engine.summary.user_of), not any account
+        # the event names: `eid:4625 user:Administrator` is not a Guest failure Administrator caused.
+        shown = USER_SHOWN if self.table.documents and (t.field or "").lower() == "user" else {}
         for col in columns:
             typ = self.table.types.get(col, "TIMESTAMP" if col == "ts" else "VARCHAR")
             for value in t.values:
                 sql, p = self._one(t, col, typ, value)
-                ors.append(sql)
+                ors.append(f"({shown[col]} AND ({sql}))" if col in shown else sql)
                 params += p
         return " OR ".join(ors), params
 

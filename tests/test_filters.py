@@ -356,3 +356,26 @@ def test_a_privilege_matches_any_name_of_the_list(tmp_path: Path) -> None:
         assert matches(case, "privileges:SeTcbPrivilege,SeBackupPrivilege") == {1}
         assert matches(case, "privileges:SeBackupPrivilege") == set()
         assert matches(case, "privileges:SeDebug") == set()
+
+
+def test_user_matches_the_account_the_user_column_shows_and_subject_user_the_caller(tmp_path: Path) -> None:
+    from engine.summary import user_of
+
+    docs = [evtx_doc(1, 4625, "2020-09-20T10:00:00Z", host="WS01", data={  # Administrator tried Guest
+                "SubjectUserName": "Administrator", "TargetUserName": "Guest", "LogonType": "2"}),
+            evtx_doc(2, 4625, "2020-09-20T10:01:00Z", host="WS01", data={
+                "SubjectUserName": "-", "TargetUserName": "Administrator", "LogonType": "3"}),
+            evtx_doc(3, 4688, "2020-09-20T10:02:00Z", host="WS01", data={  # no target: the caller is shown
+                "SubjectUserName": "Administrator", "NewProcessName": "C:\\x.exe"}),
+            evtx_doc(4, 4732, "2020-09-20T10:03:00Z", host="WS01", data={  # a group change: its member
+                "SubjectUserName": "Administrator", "MemberName": "CN=mallory", "TargetUserName": "Administrators"})]
+    path = tmp_path / "case.duckdb"
+    ingest_into(path, [write_jsonl(tmp_path / "e.jsonl", docs)])
+    with Case(path) as case:
+        cur = case.cursor().execute("SELECT * FROM events")
+        names = [d[0] for d in cur.description]
+        shown = {int(r["record_id"]): user_of(r) for r in (dict(zip(names, row, strict=True)) for row in cur.fetchall())}
+        expected = {rid for rid, user in shown.items() if user.rpartition("\\")[2].lower() == "administrator"}
+        assert matches(case, "user:Administrator") == expected == {2, 3}
+        assert matches(case, "subject_user:Administrator") == {1, 3, 4}
+        assert matches(case, "target_user:Guest") == {1}
