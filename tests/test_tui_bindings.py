@@ -211,6 +211,39 @@ def test_plus_and_minus_keep_or_exclude_the_focused_value_and_backspace_drops_it
     drive(case_path, scenario)
 
 
+def test_a_filter_typed_while_the_filters_are_off_replaces_them_and_its_live_count_is_the_views(
+        case_path: Path) -> None:
+    from tui.screens.prompt import PromptScreen
+
+    expected = engine_count(case_path, "eid:4624")
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        scr.add_filter("eid:4625", title="Failed logons")
+        await settle(pilot)
+        assert "Failed logons" in scr.state.shown_title()
+        await press(pilot, *keys_of("timeline.toggle_filters"))
+        assert not scr.state.enabled and scr.state.shown_title() == ""  # every event: not "Failed logons"
+        await press(pilot, keys_of("timeline.filter")[0])
+        prompt = app.screen
+        assert isinstance(prompt, PromptScreen), app.screen
+        assert "filters are off: this one replaces them" in prompt.title_text, prompt.title_text
+        await pilot.press(*"eid:4624")
+        await settle(pilot)
+        while prompt.live_count is None:
+            await pilot.pause(0.05)
+            await settle(pilot)
+        assert prompt.live_count == expected
+        await press(pilot, "enter")
+        assert scr.state.filters == ["eid:4624"] and scr.state.enabled
+        assert scr.view.count == expected  # what the prompt said, not eid:4625 AND eid:4624
+        await press(pilot, keys_of("timeline.filter")[0])
+        assert "ANDed with: eid:4624" in app.screen.title_text
+        await press(pilot, "escape")
+
+    drive(case_path, scenario)
+
+
 def test_plus_on_a_value_with_quotes_and_backslashes_builds_an_escaped_term() -> None:
     from engine.filters import compile_filter
     from tui.screens.timeline import value_term

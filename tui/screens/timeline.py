@@ -58,13 +58,21 @@ class ViewState:
         return " ".join(self.filters) if self.enabled else ""
 
     def shown_title(self) -> str:
-        if self.title and (self.title_filter is None or self.title_filter in self.filters):
+        # Filters turned off show every event: a preset's title would name a view not shown.
+        if self.title and self.enabled and (self.title_filter is None or self.title_filter in self.filters):
             return self.title
         return ""
 
     def copy(self, **changes: Any) -> ViewState:
         changes.setdefault("filters", list(self.filters))
         return dataclasses.replace(self, **changes)
+
+    def with_term(self, term: str) -> ViewState:
+        """This view narrowed by `term`: ANDed with the filters shown, or, while they are turned
+        off (every event shown), in their place: a filter narrows what is on the screen."""
+        if not self.enabled:
+            return self.copy(filters=[term], enabled=True, title="", title_filter=None)
+        return self.copy(filters=[*self.filters, term], enabled=True)
 
 
 def quote_value(value: str) -> str:
@@ -437,7 +445,14 @@ class TimelineScreen(Screen[None]):
     # -- filters -----------------------------------------------------------------------------------------------
     def action_filter(self) -> None:
         active = self.state.text()
-        prompt = PromptScreen("filter  (field:value, -field:value, after:/before:, \"text\"; ↑/↓ history)",
+        # What the new filter is combined with (the live count below is that of the result).
+        if active:
+            with_what = f"ANDed with: {active}"
+        elif self.state.filters:
+            with_what = "filters are off: this one replaces them"
+        else:
+            with_what = "field:value, -field:value, after:/before:, \"text\"; ↑/↓ history"
+        prompt = PromptScreen(f"filter  ({with_what})",
                               history=self.ashiato.filter_history, live_filter=(self.session, active),
                               placeholder="eid:4625 user:alice")
         self.app.push_screen(prompt, self._filter_entered)
@@ -448,7 +463,7 @@ class TimelineScreen(Screen[None]):
             self.add_filter(text)
 
     def add_filter(self, term: str, *, title: str | None = None) -> None:
-        state = self.state.copy(filters=[*self.state.filters, term], enabled=True, context=self.state.context)
+        state = self.state.with_term(term)
         if title:
             state.title, state.title_filter = title, term
         self.go(state)
@@ -706,7 +721,7 @@ class TimelineScreen(Screen[None]):
             return
         start, end = bucket
         term = f"after:{start.isoformat()} before:{end.isoformat()}"
-        self.go(self.state.copy(filters=[*self.state.filters, term], enabled=True), anchor=None, keep_anchor=False)
+        self.go(self.state.with_term(term), anchor=None, keep_anchor=False)
 
     def action_frequency(self) -> None:
         from .frequency import FrequencyScreen
