@@ -468,6 +468,22 @@ def test_q_at_the_first_view_quits(case_path: Path) -> None:
     assert app.return_code == 0 and not app.is_running
 
 
+def test_q_stepping_back_to_the_first_view_asks_once_before_quitting(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        scr.add_filter("eid:4625")
+        await settle(pilot)
+        await press(pilot, "q")  # back to every event
+        assert scr.state.filters == [] and app.is_running
+        await press(pilot, "q")  # one too many: asked, not quit
+        assert app.is_running and "again quits (Ctrl-Q quits at once)" in scr.last_message
+        await pilot.press("q")
+        await pilot.pause()
+
+    app = drive(case_path, scenario)
+    assert app.return_code == 0 and not app.is_running
+
+
 # -- histogram and frequency ------------------------------------------------------------------------------
 @covers("timeline.histogram", "histogram.cursor_down", "histogram.cursor_up", "histogram.first",
         "histogram.last", "histogram.select", "histogram.back")

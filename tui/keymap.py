@@ -50,7 +50,7 @@ ACTIONS: dict[str, dict[str, str]] = {
         "context": "context: same host, ±5 minutes, all channels",
         "context_narrower": "narrower context window",
         "context_wider": "wider context window",
-        "back": "back to the previous view (quit at the first)",
+        "back": "back to the previous view (at the first: quit, asking once after a step back; Ctrl-Q quits)",
         "histogram": "histogram of the view over time",
         "frequency": "frequency of the focused column's values",
         "mark": "mark / unmark the event",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SIDE_PANE_MIN_WIDTH = 160
 CONTEXT_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 360, 720, 1440]
 SIDE_DELAY = 0.08
+QUIT_CONFIRM_SECONDS = 4.0  # a second q at the first view within this quits
 
 
 @dataclasses.dataclass
@@ -180,6 +181,8 @@ class TimelineScreen(Screen[None]):
         self.search_text: str | None = None
         self.search: Compiled | None = None
         self.side_enabled = True
+        self._stepped_back = False  # q has stepped back at least once: at the first view it asks
+        self._quit_asked = float("-inf")
         self._side_timer: Timer | None = None
         self._side_eid: int | None = None
         self._side_serial = 0
@@ -703,8 +706,18 @@ class TimelineScreen(Screen[None]):
 
     def action_back(self) -> None:
         if not self.stack:
+            # Stepping back view by view, one q too many would quit: after a step back, q at the
+            # first view asks once (a second q within a few seconds quits; Ctrl-Q at once).
+            import time
+
+            if self._stepped_back and time.monotonic() - self._quit_asked > QUIT_CONFIRM_SECONDS:
+                self._quit_asked = time.monotonic()
+                key = self.keymap.display("timeline", "back")
+                self.message(f"this is the first view: {key} again quits (Ctrl-Q quits at once)")
+                return
             self.app.exit()
             return
+        self._stepped_back = True
         previous = self.stack.pop()
         self.go(previous, push=False, anchor=previous.cursor_pos, keep_anchor=False)
 
