@@ -264,12 +264,14 @@ def test_an_empty_evtx_file_is_reported_and_the_rest_of_the_command_goes_on(corp
     assert corpus_case.source(EMPTY_EVTX)[1] == 0
 
 
-def test_filetime_zero_is_stored_as_1601_not_an_overflow(corpus_case: CorpusCase) -> None:
+def test_filetime_zero_is_kept_without_a_time_and_its_document_keeps_1601(corpus_case: CorpusCase) -> None:
+    # A zeroed record (FILETIME 0, event ID 0): kept, timeless (it sorts last, not first), as written.
     rows = corpus_case.cursor().execute("""
-        SELECT e.ts FROM events e JOIN sources s USING (source_id)
-        WHERE s.path = ? AND e.ts < TIMESTAMP '1700-01-01'""",
+        SELECT e.ts, json_extract_string(d.raw, '$.Event.System.TimeCreated.#attributes.SystemTime')
+        FROM events e JOIN sources s USING (source_id) JOIN event_data d USING (eid)
+        WHERE s.path = ? AND (e.ts IS NULL OR e.ts < TIMESTAMP '1700-01-01')""",
         [str(CORPUS / "evtx/omerbenamram-evtx/samples/Microsoft-Windows-HelloForBusiness%4Operational.evtx")]).fetchall()
-    assert rows == [(datetime(1601, 1, 1),)]
+    assert len(rows) == 1 and rows[0][0] is None and rows[0][1].startswith("1601-01-01")
 
 
 # -- domain facts on real data ----------------------------------------------------------------------

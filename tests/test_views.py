@@ -20,7 +20,7 @@ def _event(record_id: int, when: str) -> str:
 def test_the_time_span_of_a_view_skips_filetime_zero_and_missing_times(tmp_path: Path) -> None:
     src = tmp_path / "events.jsonl"
     src.write_text("\n".join([
-        _event(1, "1601-01-01T00:00:00.000000Z"),  # FILETIME 0: sorts first, says nothing
+        _event(1, "1601-01-01T00:00:00.000000Z"),  # FILETIME 0: no time, sorts last
         _event(2, "2024-03-12T08:00:00.000000Z"),
         _event(3, "2024-03-12T09:30:00.000000Z"),
         _event(4, "not a time"),  # no time: sorts last
@@ -30,6 +30,8 @@ def test_the_time_span_of_a_view_skips_filetime_zero_and_missing_times(tmp_path:
         cur = case.cursor()
         everything = views.resolve(cur, "")
         assert everything.count == 4
+        order = [r[0] for r in cur.execute("SELECT record_id FROM events ORDER BY pos").fetchall()]
+        assert order[:2] == [2, 3] and set(order[2:]) == {1, 4}  # the timeless after every dated event
         assert views.time_span(cur, everything) == (datetime(2024, 3, 12, 8, 0), datetime(2024, 3, 12, 9, 30))
         only_late = views.resolve(cur, "after:2024-03-12T09:00")
         assert views.time_span(cur, only_late) == (datetime(2024, 3, 12, 9, 30), datetime(2024, 3, 12, 9, 30))

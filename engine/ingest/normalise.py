@@ -144,8 +144,10 @@ def _canonical_channel(expr: str) -> str:
 
 
 def _utc(expr: str) -> str:
-    # Text with an offset is converted; text without one is UTC (the session's zone).
-    return f"try_cast({expr} AS TIMESTAMPTZ)::TIMESTAMP"
+    # Text with an offset is converted; text without one is UTC (the session's zone). FILETIME 0
+    # (1601-01-01, a zeroed record) says no time: the event has none, sorts with the timeless at
+    # the end instead of first, and its document keeps the value as written.
+    return f"nullif(try_cast({expr} AS TIMESTAMPTZ)::TIMESTAMP, TIMESTAMP '1601-01-01 00:00:00')"
 
 
 def _int(expr: str, typ: str) -> str:

@@ -126,7 +126,7 @@ def spec(name: str) -> ColumnSpec:
 
 def format_time(ts: datetime | None, local: bool) -> str:
     if ts is None:
-        return ""
+        return "(no time)"  # a damaged or zeroed record: kept, sorted last
     if local:
         ts = ts.replace(tzinfo=UTC).astimezone()
     return ts.strftime("%Y-%m-%d %H:%M:%S")
