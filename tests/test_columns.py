@@ -32,4 +32,16 @@ def test_wider_terminals_give_the_preset_columns_back_in_the_order_given() -> No
 def test_an_account_too_long_for_the_user_column_loses_its_domain_first() -> None:
     assert fit_cell("theshire.local\\lrodriguez", "user", 12).rstrip() == "lrodriguez"
     assert fit_cell("CORP\\bob", "user", 12).rstrip() == "CORP\\bob"
-    assert fit_cell("theshire.local\\lrodriguez", "host", 12) == "theshire.lo…"
+    assert fit_cell("theshire.local\\lrodriguez", "summary", 12) == "theshire.lo…"
+
+
+def test_hosts_too_long_for_their_column_keep_the_end_that_tells_them_apart() -> None:
+    from tui.widgets.columns import host_width
+
+    cut = {fit_cell(h, "host", 10) for h in ("WORKSTATION5", "WORKSTATION6", "WORKSTATION7")}
+    assert cut == {"WORK…TION5", "WORK…TION6", "WORK…TION7"}
+    assert fit_cell("WS01", "host", 10).rstrip() == "WS01"
+    # The column is as wide as the case's longest host as shown (without its domain).
+    assert host_width(["WS01.corp.local", "DC01"]) == 8
+    assert host_width(["WORKSTATION5.corp.local", None]) == 12
+    assert host_width(["X" * 40]) == 24

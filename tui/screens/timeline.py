@@ -215,6 +215,24 @@ class TimelineScreen(Screen[None]):
         self.go(ViewState(), push=False)
         self._work_timer = self.set_interval(0.1, self._tick_work, pause=False)
         self._count_findings()
+        self._size_hosts()
+
+    @work(thread=True, group="hosts", exit_on_error=False)
+    def _size_hosts(self) -> None:
+        """The host column as wide as the case's longest host name (as shown), not a fixed 15."""
+        from ..widgets.columns import host_width
+
+        try:
+            with self.session.cursor() as cur:
+                hosts = [r[0] for r in cur.execute("SELECT DISTINCT host FROM events LIMIT 10000").fetchall()]
+        except Exception as exc:  # a failed worker always reaches the status bar
+            self.app.call_from_thread(self.message, f"hosts: {exc}", error=True)
+            return
+        self.app.call_from_thread(self._hosts_sized, host_width(hosts))
+
+    def _hosts_sized(self, width: int) -> None:
+        self.timeline.prefs = {**self.timeline.prefs, "host": width}
+        self.timeline.relayout()
 
     def on_resize(self) -> None:
         self._update_side_visibility()

@@ -173,7 +173,17 @@ def fit_cell(text: str, column: str, width: int) -> str:
     first: seven sprayed accounts must not all read `theshire.local\\lrod…`."""
     if column == "user" and "\\" in text and cell_len(text) > width:
         text = text.rsplit("\\", 1)[1]
+    if column in ("host", "hosts") and cell_len(text) > width >= 5 and text.isprintable() and text.isascii():
+        # Host names share their start (WORKSTATION5, WORKSTATION6): cut in the middle, keeping
+        # the end that tells them apart.
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head):]
     return fit(text, width)
+
+
+def host_width(hosts: list[Any]) -> int:
+    """The host column's preferred width for a case: its longest host as shown (8 to 24 cells)."""
+    return max(8, min(24, max((cell_len(short_host(h)) for h in hosts), default=8)))
 
 
 def source_column(row: dict[str, Any] | None, column: str) -> str | None:
@@ -206,7 +216,7 @@ class Placed:
 GUTTER = 2  # mark glyph + space
 
 
-def layout(columns: list[str], width: int) -> list[Placed]:
+def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None) -> list[Placed]:
     """Fit `columns` into `width` cells, shown in the order given.
 
     Which columns get a place goes by priority: in priority order each column takes its minimum
@@ -214,9 +224,14 @@ def layout(columns: list[str], width: int) -> list[Placed]:
     carries what tells events apart; a column that does not fit is dropped. Then the columns grow
     toward their preferred widths, again in priority order, and what is left goes to the flexible
     column. At 80 columns that keeps time, event id, host and a readable summary, and drops the
-    columns a summary repeats (user, process).
+    columns a summary repeats (user, process). `prefs` sets preferred widths the data decides (the
+    host column as wide as the case's longest host).
     """
-    specs = [spec(c) for c in dict.fromkeys(c for c in columns if c)]
+    from dataclasses import replace
+
+    prefs = prefs or {}
+    specs = [replace(spec(c), pref=max(spec(c).minimum, prefs[c])) if c in prefs else spec(c)
+             for c in dict.fromkeys(c for c in columns if c)]
     if not specs:
         return []
     avail = max(10, width - GUTTER)

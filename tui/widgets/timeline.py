@@ -97,6 +97,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self.focus_column = 0
         self.columns: list[str] = list(columns or DEFAULT_COLUMNS)
         self.placed: list[Placed] = []
+        self.prefs: dict[str, int] = {}  # preferred widths the data decides (layout())
         self.highlight_terms: list[str] = []
         self._blocks: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self._pending: set[int] = set()
@@ -214,8 +215,13 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self._relayout()
         self.refresh()
 
+    def relayout(self) -> None:
+        """Lay the columns out again (their preferred widths changed)."""
+        self._relayout()
+        self.refresh()
+
     def _relayout(self) -> None:
-        self.placed = layout(self.columns, self.content_width or 80)
+        self.placed = layout(self.columns, self.content_width or 80, self.prefs)
         self.focus_column = min(self.focus_column, max(0, len(self.placed) - 1))
         self._strips.clear()
         self.post_message(self.LayoutChanged())
