@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tui.keymap import load_keymap
-from tui.widgets.columns import DEFAULT_COLUMNS, fit_cell, layout
+from tui.widgets.columns import DEFAULT_COLUMNS, fit_cell, layout, own_columns
 
 
 def _widths(columns: list[str], width: int) -> dict[str, int]:
@@ -13,12 +13,22 @@ def _widths(columns: list[str], width: int) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("preset", [None, "failed_logons", "lsass_access", "logons", "rdp"])
-def test_at_80_columns_the_summary_keeps_a_readable_width_beside_time_id_and_host(preset: str | None) -> None:
+def test_at_80_columns_time_id_host_and_a_readable_summary_stay_and_the_views_own_columns_come_next(
+        preset: str | None) -> None:
     columns = DEFAULT_COLUMNS if preset is None else load_keymap(user_config=False).presets[preset].columns
-    widths = _widths(columns, 80)
-    assert widths["summary"] >= 40
-    assert {"time", "event_id", "host"} <= set(widths)
+    widths = {p.name: p.width for p in layout(columns, 80, None, own_columns(columns))}
+    assert widths["summary"] >= 24 and {"time", "event_id", "host"} <= set(widths)
     assert sum(w + 1 for w in widths.values()) + 1 <= 80
+    own = [c for c in columns if c in own_columns(columns)]
+    if preset is None:
+        assert "channel" in widths  # an Application 4625 must not read as a failed logon
+    else:  # the preset's first own column (its user, its process) is what it was chosen for
+        assert own[0] in widths
+
+
+def test_at_80_columns_the_failed_logons_preset_shows_who_and_from_where() -> None:
+    columns = load_keymap(user_config=False).presets["failed_logons"].columns
+    assert {"user", "src_ip"} <= {p.name for p in layout(columns, 80, None, own_columns(columns))}
 
 
 def test_wider_terminals_give_the_preset_columns_back_in_the_order_given() -> None:

@@ -455,11 +455,12 @@ SESSION_COLUMNS_OUT = ["host", "boot", "logon_id", "linked_logon_id", "user", "d
 def _print_layout(rows: list[dict[str, Any]], columns: list[str], cell: Any) -> None:
     """A table laid out as the TUI lays out its views (tui.widgets.columns.layout): one line a row,
     the columns that matter most kept at narrow widths, every cell escaped and cut to fit."""
-    from tui.widgets.columns import fit_cell, host_width, layout
+    from tui.widgets.columns import fit_cell, host_width, layout, own_columns
 
     out = sys.stdout
     width = shutil.get_terminal_size((200, 24)).columns if out.isatty() else int(os.environ.get("COLUMNS", "200"))
-    placed = layout(columns, width, {"host": host_width([r.get("host") for r in rows])} if "host" in columns else None)
+    placed = layout(columns, width, {"host": host_width([r.get("host") for r in rows])} if "host" in columns else None,
+                    own_columns(columns))
 
     def line(texts: list[str]) -> str:
         parts, x = [], 0

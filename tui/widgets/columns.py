@@ -45,7 +45,7 @@ class ColumnSpec:
 _SPECS: dict[str, ColumnSpec] = {
     "time": ColumnSpec("time", "time", 19, 19, 100),
     "host": ColumnSpec("host", "host", 15, 8, 80),
-    "channel": ColumnSpec("channel", "channel", 10, 6, 60),
+    "channel": ColumnSpec("channel", "channel", 10, 8, 60),  # 8: Security, Sysmon, TS-RCM whole
     "event_id": ColumnSpec("event_id", "id", 5, 5, 90),
     "summary": ColumnSpec("summary", "summary", 40, 24, 95, flex=True),
     "user": ColumnSpec("user", "user", 18, 8, 50),
@@ -216,7 +216,21 @@ class Placed:
 GUTTER = 2  # mark glyph + space
 
 
-def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None) -> list[Placed]:
+BOOST_PRIORITY = 75  # a view's own columns (a preset's user, source IP, …): above the channel, below the host
+FRAME_COLUMNS = frozenset({"time", "host", "channel", "event_id", "summary"})  # every view's; never boosted
+
+
+def own_columns(columns: list[str]) -> set[str]:
+    """The columns a timeline view chose beyond every view's frame (a preset's user, source IP, …);
+    none for the default columns and for the views of other objects (sessions, findings), whose
+    columns are their own."""
+    if columns == DEFAULT_COLUMNS or not set(columns) <= set(KNOWN_COLUMNS):
+        return set()
+    return set(columns) - FRAME_COLUMNS
+
+
+def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
+           boost: frozenset[str] | set[str] = frozenset()) -> list[Placed]:
     """Fit `columns` into `width` cells, shown in the order given.
 
     Which columns get a place goes by priority: in priority order each column takes its minimum
@@ -224,14 +238,26 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None) 
     carries what tells events apart; a column that does not fit is dropped. Then the columns grow
     toward their preferred widths, again in priority order, and what is left goes to the flexible
     column. At 80 columns that keeps time, event id, host and a readable summary, and drops the
-    columns a summary repeats (user, process). `prefs` sets preferred widths the data decides (the
-    host column as wide as the case's longest host).
+    columns a summary repeats (user, process). The channel (an Application 4625 is not a failed
+    logon) and the view's own columns take room from the summary's preferred width when it would
+    push them out, down to the summary's minimum. `prefs` sets preferred widths the data
+    decides (the host column as wide as the case's longest host); `boost` names the view's own
+    columns (a preset's), which outrank the generic ones at narrow widths.
     """
     from dataclasses import replace
 
     prefs = prefs or {}
-    specs = [replace(spec(c), pref=max(spec(c).minimum, prefs[c])) if c in prefs else spec(c)
-             for c in dict.fromkeys(c for c in columns if c)]
+
+    def made(c: str) -> ColumnSpec:
+        s = spec(c)
+        if c in prefs:
+            s = replace(s, pref=max(s.minimum, prefs[c]))
+        if c in boost and not s.flex:
+            s = replace(s, priority=max(s.priority, BOOST_PRIORITY))
+        return s
+
+    specs = [made(c) for c in dict.fromkeys(c for c in columns if c)]
+    yielding = set(boost) | {"channel"}  # what the summary's preferred width gives way to
     if not specs:
         return []
     avail = max(10, width - GUTTER)
@@ -249,6 +275,11 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None) 
             widths[s.name] = want
         elif s is flex:
             widths[s.name] = max(min(flex.minimum, avail), avail - used)
+        elif (s.name in yielding and flex.name in widths
+              and widths[flex.name] - (used + cost(s, want) - avail) >= flex.minimum):
+            widths[flex.name] -= used + cost(s, want) - avail
+            used = avail - cost(s, want)
+            widths[s.name] = want
         else:
             continue
         used += cost(s, widths[s.name])

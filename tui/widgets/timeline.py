@@ -27,7 +27,7 @@ from engine import views
 
 from ..safe_text import fit
 from ..session import Session
-from .columns import DEFAULT_COLUMNS, Placed, fit_cell, layout, local_offset_label
+from .columns import DEFAULT_COLUMNS, Placed, fit_cell, layout, local_offset_label, own_columns
 from .rows import EventRows, RowSource
 
 BLOCK = 256
@@ -221,7 +221,8 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self.refresh()
 
     def _relayout(self) -> None:
-        self.placed = layout(self.columns, self.content_width or 80, self.prefs)
+        # A view's own columns (a preset's) outrank the generic ones when the width runs short.
+        self.placed = layout(self.columns, self.content_width or 80, self.prefs, own_columns(self.columns))
         self.focus_column = min(self.focus_column, max(0, len(self.placed) - 1))
         self._strips.clear()
         self.post_message(self.LayoutChanged())
