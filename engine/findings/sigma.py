@@ -90,7 +90,7 @@ _FIELD_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOUR = timedelta(hours=1)
 WHOLE_EVENT = "e.whole"
 MIN_ALTERNATION = 4  # plain matches on one field that an OR turns into one regular expression
-CHUNK = 100_000  # events of one logsource held at once (two passes at once stay within SIGMA_MEMORY)
+CHUNK = 100_000  # events of one range of the shared scan (a tenth of it for keyword passes)
 # The events of one logsource (a range of them when it has many) with every field its rules read
 # as a column of its own, extracted from the event data in one parse of each document (the
 # flattened fields of a JSON shape, or an EVTX record's EventData), original and lowered: every
