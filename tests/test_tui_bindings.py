@@ -1470,3 +1470,18 @@ def _rows_of(scr: Any) -> list[dict[str, Any]]:
 
     with scr.session.cursor() as cur:
         return findings.listing(cur)
+
+
+def test_the_filter_prompt_keeps_the_timeline_visible_behind_it(case_path: Path) -> None:
+    from tui.screens.prompt import PromptScreen
+
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        await press(pilot, keys_of("timeline.filter")[0])
+        assert isinstance(app.screen, PromptScreen)
+        shot = app.export_screenshot()  # what the terminal shows: the prompt over the rows
+        first = scr.timeline.row_at(0)
+        assert "time&#160;(UTC)" in shot and f"{first['ts']:%H:%M:%S}" in shot
+        await press(pilot, "escape")
+
+    drive(case_path, scenario, size=(80, 24))
