@@ -1485,3 +1485,18 @@ def test_the_filter_prompt_keeps_the_timeline_visible_behind_it(case_path: Path)
         await press(pilot, "escape")
 
     drive(case_path, scenario, size=(80, 24))
+
+
+def test_at_160_columns_the_side_pane_leaves_a_preset_the_width_its_columns_need(case_path: Path) -> None:
+    async def scenario(app: AshiatoApp, pilot: Any) -> None:
+        scr = screen_of(app)
+        assert scr.side_visible
+        # The table first: every default column at its preferred width, the side pane what is left.
+        assert [p.name for p in scr.timeline.placed] == scr.timeline.columns
+        assert scr.side.outer_size.width >= 36
+        await press(pilot, "2")  # failed logons: user, source IP, workstation
+        widths = {p.name: p.width for p in scr.timeline.placed}
+        assert 36 <= scr.side.outer_size.width < 64
+        assert {"user", "src_ip", "workstation", "summary"} <= set(widths) and widths["src_ip"] >= 12
+
+    drive(case_path, scenario, size=(160, 48))

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..app import AshiatoApp
 
 SIDE_PANE_MIN_WIDTH = 160
+SIDE_PANE_WIDTHS = (36, 64)  # the side pane's narrowest and widest
 CONTEXT_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 360, 720, 1440]
 SIDE_DELAY = 0.08
 QUIT_CONFIRM_SECONDS = 4.0  # a second q at the first view within this quits
@@ -241,7 +242,19 @@ class TimelineScreen(Screen[None]):
         wide = self.app.size.width >= SIDE_PANE_MIN_WIDTH and self.side_enabled
         self.side.set_class(wide, "-visible")
         if wide:
+            self._size_side()
             self._schedule_side()
+
+    def _size_side(self) -> None:
+        """The side pane takes what the table's columns leave at their preferred widths, between
+        SIDE_PANE_WIDTHS: at 160 columns a preset's source IP reads whole beside it."""
+        from ..widgets.columns import needed_width
+
+        low, high = SIDE_PANE_WIDTHS
+        left = self.app.size.width - needed_width(self.timeline.columns, self.timeline.prefs) - 1  # its border
+        width = max(low, min(high, left))
+        if self.side.styles.width is None or self.side.styles.width.value != width:
+            self.side.styles.width = width
 
     @property
     def side_visible(self) -> bool:
@@ -401,6 +414,8 @@ class TimelineScreen(Screen[None]):
     @on(Timeline.LayoutChanged)
     def _layout_changed(self) -> None:
         self.header_bar.refresh()
+        if self.side_visible:
+            self._size_side()  # the columns changed (a preset): what they need changed
 
     def _schedule_side(self) -> None:
         if self._side_timer is not None:

@@ -19,6 +19,13 @@ DEFAULT_COLUMNS = ["time", "host", "channel", "event_id", "summary", "user", "pr
 
 
 
+def needed_width(columns: list[str], prefs: dict[str, int] | None = None) -> int:
+    """Cells the columns take at their preferred widths (what a side pane should leave them)."""
+    prefs = prefs or {}
+    widths = [max(spec(c).minimum, prefs.get(c, spec(c).pref)) for c in dict.fromkeys(c for c in columns if c)]
+    return GUTTER + sum(widths) + max(0, len(widths) - 1)
+
+
 def short_channel(channel: Any) -> str:
     """"Microsoft-Windows-Sysmon/Operational" → "Sysmon"; unknown channels lose the common affixes."""
     return _short_channel(to_str(channel))
@@ -95,7 +102,7 @@ _SPECS: dict[str, ColumnSpec] = {
     "marks": ColumnSpec("marks", "marks", 28, 8, 90, flex=True),
     # The findings view and `ashiato findings` (tui/widgets/rows.py FindingRows).
     "severity": ColumnSpec("severity", "sev", 4, 4, 99),
-    "rule": ColumnSpec("rule", "rule", 22, 10, 92),
+    "rule": ColumnSpec("rule", "rule", 22, 14, 92),
     "reason": ColumnSpec("reason", "why", 40, 20, 94, flex=True),
     "attack": ColumnSpec("attack", "att&ck", 10, 9, 30),
     # `ashiato rules list`.
@@ -236,7 +243,7 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
     Which columns get a place goes by priority: in priority order each column takes its minimum
     width, and the flexible column (summary, else the last one) its preferred width, because it
     carries what tells events apart; a column that does not fit is dropped. Then the columns grow
-    toward their preferred widths, again in priority order, and what is left goes to the flexible
+    toward their preferred widths, a cell each in turn, and what is left goes to the flexible
     column. At 80 columns that keeps time, event id, host and a readable summary, and drops the
     columns a summary repeats (user, process). The channel (an Application 4625 is not a failed
     logon) and the view's own columns take room from the summary's preferred width when it would
@@ -290,12 +297,16 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
                 break
             if s is not flex and s.name in widths:
                 used -= cost(s, widths.pop(s.name))
-    for s in ranked:
-        if s is flex or s.name not in widths:
-            continue
-        grow = max(0, min(s.pref - widths[s.name], avail - used))
-        widths[s.name] += grow
-        used += grow
+    # The room left is shared a cell at a time, in priority order, so a user column does not
+    # take all of it to its preferred 18 while the source IP beside it stays cut.
+    growing = [s for s in ranked if s is not flex and s.name in widths and widths[s.name] < s.pref]
+    while growing and used < avail:
+        for s in growing:
+            if used >= avail:
+                break
+            widths[s.name] += 1
+            used += 1
+        growing = [s for s in growing if widths[s.name] < s.pref]
     if flex.name in widths:
         widths[flex.name] += max(0, avail - used)
     placed: list[Placed] = []
