@@ -341,3 +341,22 @@ detection:
     rule = sigma.load(tmp_path / "sigma", cache=tmp_path / "cache").rules[0]
     assert rule.sigma_event_ids == ()
     assert _hits(tmp_path, case, negated) == [("N", 2)]
+
+
+def test_an_allowlist_silences_a_sigma_rule_by_its_id_and_leaves_the_others(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "sigma"
+    rules_dir.mkdir()
+    for name in ("all_not.yml", "re_cidr.yml"):
+        (rules_dir / name).write_text(RULES[name], encoding="utf-8")
+    mine = tmp_path / "rules"
+    findings.add_to_allowlist(mine / "allowlist.toml", "00000000-0000-0000-0000-000000000002", "host", "p2")
+    case_path = _case(tmp_path)
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        findings.ensure(cur, findings.load(sigma=[rules_dir], user=False))
+        assert findings.listing(cur, rule="00000000-0000-0000-0000-000000000002")  # P2 before the allowlist
+    with Case(case_path, read_only=True) as case:
+        cur = case.cursor()
+        findings.ensure(cur, findings.load(mine, sigma=[rules_dir], user=False))
+        assert not findings.listing(cur, rule="00000000-0000-0000-0000-000000000002")
+        assert findings.listing(cur, rule="00000000-0000-0000-0000-000000000003")
