@@ -214,8 +214,13 @@ def user_of(row: Mapping[str, Any]) -> str:
         return str(row.get("member_name") or row.get("member_sid"))
     if row.get("channel") == "Security" and row.get("event_id") == 4740 and row.get("target_user"):
         return str(row["target_user"])  # its TargetDomainName is the caller computer
-    return _account(row.get("target_domain"), row.get("target_user")) or _account(
-        row.get("subject_domain"), row.get("subject_user")) or _sid_account(row.get("user_sid"))
+    named = _account(row.get("target_domain"), row.get("target_user")) or _account(
+        row.get("subject_domain"), row.get("subject_user"))
+    if named or row.get("channel") == "Microsoft-Windows-Sysmon/Operational":
+        # Sysmon writes every event as its own service (SYSTEM): its UserID says nothing of who
+        # loaded the DLL or opened lsass, so a Sysmon event without a named user shows none.
+        return named
+    return _sid_account(row.get("user_sid"))
 
 
 def _sid_account(value: object) -> str:
