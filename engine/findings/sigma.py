@@ -568,12 +568,14 @@ def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
     # read once, not once per logsource: reading a logsource's events reads the documents of every
     # event between them); those with keyword rules read whole documents, one logsource at a time,
     # beside it.
-    plain = [(w, g) for w, g in by_source.items() if not any(WHOLE_EVENT in (r.sigma_condition or "") for r in g)]
+    plain: list[tuple[str, list[Rule]]] = []
+    keyword: list[tuple[str, list[Rule]]] = []
+    for where, group in by_source.items():
+        (keyword if any(WHOLE_EVENT in (r.sigma_condition or "") for r in group) else plain).append((where, group))
     if plain:
         todo.put(plain)
-    for item in sorted(by_source.items(), key=lambda kv: -len(kv[1])):  # the biggest first
-        if item not in plain:
-            todo.put(item)
+    for item in sorted(keyword, key=lambda kv: -len(kv[1])):  # the biggest first
+        todo.put(item)
     failed: list[str] = []
     parts: list[Any] = []
     errors: list[BaseException] = []

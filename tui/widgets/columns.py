@@ -47,12 +47,14 @@ class ColumnSpec:
     minimum: int
     priority: int  # higher survives longer on narrow terminals
     flex: bool = False  # takes the remaining width
+    claims: bool = False  # takes room from the flexible column's preferred width rather than be dropped
 
 
 _SPECS: dict[str, ColumnSpec] = {
     "time": ColumnSpec("time", "time", 19, 19, 100),
     "host": ColumnSpec("host", "host", 15, 8, 80),
-    "channel": ColumnSpec("channel", "channel", 10, 8, 60),  # 8: Security, Sysmon, TS-RCM whole
+    # 8: Security, Sysmon, TS-RCM whole; kept at 80 columns (an Application 4625 is not a failed logon)
+    "channel": ColumnSpec("channel", "channel", 10, 8, 60, claims=True),
     "event_id": ColumnSpec("event_id", "id", 5, 5, 90),
     "summary": ColumnSpec("summary", "summary", 40, 24, 95, flex=True),
     "user": ColumnSpec("user", "user", 18, 8, 50),
@@ -260,11 +262,10 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
         if c in prefs:
             s = replace(s, pref=max(s.minimum, prefs[c]))
         if c in boost and not s.flex:
-            s = replace(s, priority=max(s.priority, BOOST_PRIORITY))
+            s = replace(s, priority=max(s.priority, BOOST_PRIORITY), claims=True)
         return s
 
     specs = [made(c) for c in dict.fromkeys(c for c in columns if c)]
-    yielding = set(boost) | {"channel"}  # what the summary's preferred width gives way to
     if not specs:
         return []
     avail = max(10, width - GUTTER)
@@ -282,10 +283,9 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
             widths[s.name] = want
         elif s is flex:
             widths[s.name] = max(min(flex.minimum, avail), avail - used)
-        elif (s.name in yielding and flex.name in widths
-              and widths[flex.name] - (used + cost(s, want) - avail) >= flex.minimum):
-            widths[flex.name] -= used + cost(s, want) - avail
-            used = avail - cost(s, want)
+        elif s.claims and flex.name in widths and widths[flex.name] - (over := used + cost(s, want) - avail) >= flex.minimum:
+            widths[flex.name] -= over
+            used -= over
             widths[s.name] = want
         else:
             continue
