@@ -3,6 +3,6 @@
 Never imports textual or rich: the CLI and the TUI are thin faces over this library.
 """
 
-from .case import Case, CaseError
+from .case import Case, CaseBusy, CaseError, open_for_reading
 
-__all__ = ["Case", "CaseError"]
+__all__ = ["Case", "CaseBusy", "CaseError", "open_for_reading"]

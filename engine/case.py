@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -18,11 +22,57 @@ class CaseError(Exception):
     """A case file that cannot be opened or used as asked."""
 
 
+class CaseBusy(CaseError):
+    """Another process has the case open in a way that excludes this open: DuckDB lets one process
+    write a file while no other has it open, or any number read it together."""
+
+    def __init__(self, path: Path, pid: int | None, writing: bool) -> None:
+        self.pid = pid
+        self.holder = holder_of(pid)
+        if writing:
+            text = f"{path}: the case is being written by {self.holder}; wait for it to finish and try again"
+        else:
+            text = (f"{path}: the case is open in {self.holder}, which reads it; writing needs it alone: "
+                    "close it there and try again")
+        super().__init__(text)
+
+
+_LOCK_HELD = re.compile(r"Conflicting lock is held in .*? \(PID (\d+)\)")
+
+
+def holder_of(pid: int | None) -> str:
+    """A process named as a responder would recognise it: its PID and command line."""
+    if pid is None:
+        return "another process"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        words = [a.decode("utf-8", "replace") for a in argv if a]
+    except OSError:
+        return f"process {pid}"
+    # `python -m tui.cli …` and the `ashiato` script both read as ashiato.
+    for i, w in enumerate(words):
+        if w.endswith("/ashiato") or w == "ashiato" or w == "tui.cli":
+            words = ["ashiato", *words[i + 1:]]
+            break
+    text = " ".join(words)
+    return f"process {pid} ({text[:120]})" if text else f"process {pid}"
+
+
+def _busy(path: Path, exc: duckdb.Error, read_only: bool) -> CaseBusy | None:
+    found = _LOCK_HELD.search(str(exc))
+    if found is None:
+        return None
+    # A read-only open is refused only by a writer; a read-write one by any other process.
+    writing = read_only or "open this database in read-only mode" not in str(exc)
+    return CaseBusy(path, int(found.group(1)), writing)
+
+
 class Case:
     """A case file. One connection, owned here; every worker thread takes its own `cursor()`."""
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
-                 memory_limit: str = "512MB", threads: int | None = None) -> None:
+                 memory_limit: str = "512MB", threads: int | None = None, wait: float = 0.0,
+                 on_wait: Callable[[CaseBusy], None] | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
         # An older case opened read-only is read as it is; opened read-write once, it is upgraded.
@@ -38,11 +88,8 @@ class Case:
         }
         if threads:
             config["threads"] = threads
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
-        except duckdb.Error as exc:
-            raise CaseError(f"{self.path}: cannot open case: {exc}") from exc
-        self.con.execute("SET TimeZone = 'UTC'")
+        self._config = config
+        self._connect(read_only, wait, on_wait)
         try:
             self._check_version()
             if not read_only:
@@ -51,6 +98,40 @@ class Case:
                 raise CaseError(f"{self.path}: not an ashiato case (no events table)")
         except BaseException:
             self.con.close()
+            raise
+
+    def _connect(self, read_only: bool, wait: float, on_wait: Callable[[CaseBusy], None] | None) -> None:
+        config = self._config
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                self.con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+                break
+            except duckdb.Error as exc:
+                busy = _busy(self.path, exc, read_only)
+                if busy is None:
+                    raise CaseError(f"{self.path}: cannot open case: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise busy from None
+                if on_wait is not None and not told:
+                    on_wait(busy)
+                    told = True
+                time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.read_only = read_only
+
+    def reopen(self, *, read_only: bool, wait: float = 0.0) -> None:
+        """Close the connection and open the case again, read-only or read-write (no cursor of the
+        old connection may be in use). A process that reads a case takes the write lock only for
+        the moment it writes (the TUI computing findings again); other readers keep it from doing so."""
+        self.con.close()
+        try:
+            self._connect(read_only, wait, None)
+        except CaseBusy:
+            if read_only:
+                raise
+            self._connect(True, 0.0, None)  # back to reading, as before
             raise
 
     # -- setup -----------------------------------------------------------------------------------------
@@ -94,8 +175,11 @@ class Case:
         self.outdated = False
 
     def _create(self) -> None:
+        from . import notes
+
         for stmt in ddl():
             self.con.execute(stmt)
+        notes.ensure_case_id(self.con)
         # Cases written before `complete` existed: every file in them was stored whole.
         self.con.execute("ALTER TABLE sources ADD COLUMN IF NOT EXISTS complete BOOLEAN DEFAULT TRUE")
         if self.schema_version() is None:
@@ -237,3 +321,14 @@ class Case:
     def field_names(self) -> list[str]:
         return [r[0] for r in self.con.execute("SELECT name FROM fields ORDER BY name").fetchall()]
 
+
+
+def open_for_reading(path: str | os.PathLike[str], **options: Any) -> Case:
+    """The case opened read-only, so that other processes can read it at the same time (the TUI
+    beside `ashiato query`). It is first opened read-write once, when nobody else has it, for what
+    an open does then: repair an interrupted ingest, upgrade an older case, bring the derived
+    tables and findings up to date, give it an id for its notes."""
+    # Read by another process now: read it as it is (a writer refuses the read-only open too).
+    with contextlib.suppress(CaseBusy):
+        Case(path, **options).close()
+    return Case(path, read_only=True, **options)

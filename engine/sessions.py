@@ -29,6 +29,7 @@ import duckdb
 from . import boots
 from .decode import LOGON_TYPES, SENSITIVE_PRIVILEGES
 from .filters import column_types
+from .notes import Notes
 
 Cursor = duckdb.DuckDBPyConnection
 
@@ -613,25 +614,18 @@ def frequency(cur: Cursor, view: Any, column: str, *, rarest_first: bool = False
 # -- marks and export ----------------------------------------------------------------------------
 # A mark names the session by its first 4624's eid, which never changes: boot numbers shift when a
 # log with an earlier boot is added, and a HOST/BOOT/0xID key would then name another session.
-MARKS_DDL = "CREATE TABLE IF NOT EXISTS session_marks (first_eid BIGINT PRIMARY KEY, created TIMESTAMP)"
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 
 
 def marked(cur: Cursor) -> set[int]:
-    """The first_eid of each marked session."""
-    if not cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'session_marks'"
-                       ).fetchall()[0][0]:
-        return set()
-    return {int(r[0]) for r in cur.execute("SELECT first_eid FROM session_marks").fetchall()}
+    """The first_eid of each marked session (kept in the case's notes, engine.notes)."""
+    with Notes(cur) as n:
+        return n.marked_sessions()
 
 
 def toggle_mark(cur: Cursor, first_eid: int) -> bool:
-    cur.execute(MARKS_DDL)
-    if cur.execute("SELECT count(*) FROM session_marks WHERE first_eid = ?", [first_eid]).fetchall()[0][0]:
-        cur.execute("DELETE FROM session_marks WHERE first_eid = ?", [first_eid])
-        return False
-    cur.execute("INSERT INTO session_marks VALUES (?, now()::TIMESTAMP)", [first_eid])
-    return True
+    with Notes(cur) as n:
+        return n.toggle_session(first_eid)
 
 
 def export(cur: Cursor, text: str, path: str, fmt: str, *, marked_only: bool = False) -> int:

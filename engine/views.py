@@ -19,6 +19,7 @@ import numpy as np
 
 from .filters import DOCUMENTS, Compiled, compile_filter
 from .ingest.normalise import EVTX_EVENT_DATA, SECURITY_LOG_CLEARED, SYSTEM_LOG_CLEARED
+from .notes import Notes, expose
 from .schema import EVENT_COLUMN_NAMES
 from .summary import process_of, summarise, user_of
 
@@ -403,35 +404,41 @@ def frequency(cur: Cursor, view: View, column: str, *, rarest_first: bool = Fals
         f"ORDER BY n {order}, v NULLS LAST LIMIT ?", [*params, limit]).fetchall()]
 
 
-# -- marks and tags, stored in the case --------------------------------------------------------------
+# -- marks and tags, kept in the case's notes (engine.notes) ----------------------------------------
 def toggle_mark(cur: Cursor, eid: int) -> bool:
     """Mark or unmark an event; True when it is now marked."""
-    if cur.execute("SELECT count(*) FROM marks WHERE eid = ?", [eid]).fetchall()[0][0]:
-        cur.execute("DELETE FROM marks WHERE eid = ?", [eid])
-        return False
-    cur.execute("INSERT INTO marks VALUES (?, NULL, now()::TIMESTAMP)", [eid])
-    return True
+    with Notes(cur) as n:
+        return n.toggle_mark(eid)
 
 
 def set_marks(cur: Cursor, eids: list[int], marked: bool) -> None:
     """Mark (or unmark) several events at once, keeping the tags of those already marked."""
-    if marked:
-        cur.execute("""INSERT INTO marks SELECT e, NULL, now()::TIMESTAMP FROM unnest(?::BIGINT[]) t(e)
-                       WHERE e NOT IN (SELECT eid FROM marks)""", [eids])
-    else:
-        cur.execute("DELETE FROM marks WHERE list_contains(?::BIGINT[], eid)", [eids])
+    with Notes(cur) as n:
+        n.set_marks(eids, marked)
 
 
 def set_tag(cur: Cursor, eid: int, tag: str) -> None:
-    cur.execute("""INSERT INTO marks VALUES (?, ?, now()::TIMESTAMP)
-                   ON CONFLICT (eid) DO UPDATE SET tag = excluded.tag""", [eid, tag])
+    with Notes(cur) as n:
+        n.set_tag(eid, tag)
 
 
 def marks(cur: Cursor) -> dict[int, str | None]:
-    return {int(e): t for e, t in cur.execute("SELECT eid, tag FROM marks").fetchall()}
+    with Notes(cur) as n:
+        return n.marks()
+
+
+def saved_filters(cur: Cursor) -> list[tuple[str, str]]:
+    with Notes(cur) as n:
+        return n.saved_filters()
+
+
+def save_filter(cur: Cursor, name: str, text: str) -> None:
+    with Notes(cur) as n:
+        n.save_filter(name, text)
 
 
 def marked_positions(cur: Cursor) -> np.ndarray:
+    expose(cur)
     pos = cur.execute("SELECT e.pos FROM marks m JOIN events e USING (eid) ORDER BY e.pos").fetchnumpy()["pos"]
     return np.asarray(pos, dtype=np.int64)
 
@@ -445,6 +452,7 @@ def export(cur: Cursor, text: str, path: str, fmt: str, *, marked_only: bool = F
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
     compiled = compile_filter(text, field_names(cur))
+    expose(cur)
     where = compiled.sql + (" AND e.eid IN (SELECT eid FROM marks)" if marked_only else "")
     select = (f"SELECT {ROW_COLUMNS}, m.tag, coalesce(d.data::VARCHAR, json_extract(d.raw, '{EVTX_EVENT_DATA}')::VARCHAR)"
               f" AS event_data, d.raw FROM events e JOIN event_data d USING (eid) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -174,3 +175,72 @@ def test_t_in_a_real_terminal_opens_the_tree_of_the_process_that_opened_lsass(tm
         _quits_on_q(session, 4)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_a_case_open_in_the_tui_is_read_by_the_cli_meanwhile_and_an_ingest_names_the_tui(tmp_path: Path) -> None:
+    from engine import Case
+    from engine.ingest import ingest
+
+    case_path = tmp_path / "deepblue.duckdb"
+    with Case(case_path) as case:
+        ingest(case, [str(DEEPBLUE)])
+        total = case.event_count()
+        first = case.con.execute("SELECT eid, record_id FROM events ORDER BY pos LIMIT 1").fetchall()[0]
+    session = _start(tmp_path, case_path, 80, 24)
+    try:
+        _wait_for(session, lambda s: "time (UTC)" in s and f"{total:,}" in s)
+        # Every read-only command works beside the open TUI.
+        got = _cli("query", str(case_path), "", "--format", "jsonl", "--limit", "5")
+        assert got.returncode == 0 and len(got.stdout.splitlines()) == 5, got.stderr
+        got = _cli("stats", str(case_path), "--format", "jsonl")
+        assert got.returncode == 0, got.stderr
+        got = _cli("sql", str(case_path), "SELECT count(*) AS n FROM events", "--format", "csv")
+        assert got.returncode == 0 and got.stdout.split() == ["n", str(total)], got.stderr
+        # A mark made in the TUI is saved at once, and the CLI sees it while the TUI is open.
+        _tmux("send-keys", "-t", session, "g")
+        _tmux("send-keys", "-t", session, "m")
+        _wait_for(session, lambda s: "(marked)" in s)
+        out = tmp_path / "marked.jsonl"
+        got = _cli("export", str(case_path), "", "--marked", "-o", str(out), "--format", "jsonl")
+        assert got.returncode == 0, got.stderr
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["record_id"] for r in rows] == [first[1]]
+        # Writing needs the case alone: the ingest says which process holds it, without a traceback.
+        got = _cli("ingest", str(case_path), str(DEEPBLUE), "--quiet")
+        assert got.returncode != 0 and "Traceback" not in got.stderr, got.stderr
+        pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", session, "#{pane_pid}"],
+                                 capture_output=True, text=True, check=True).stdout)
+        assert "is open in process" in got.stderr and "ashiato" in got.stderr, got.stderr
+        assert str(pid) in got.stderr or any(str(c) in got.stderr for c in _children(pid)), got.stderr
+        # --wait waits for the TUI to quit, then ingests (the same files: nothing new).
+        waiting = subprocess.Popen([sys.executable, "-m", "tui.cli", "ingest", str(case_path), str(DEEPBLUE), "--quiet",
+                                    "--wait", "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert waiting.poll() is None, waiting.communicate()
+        _quits_on_q(session, 0)
+        out_text, err_text = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err_text
+        assert "waiting for" in err_text and "already in case" in out_text + err_text
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    # The mark is still there in a new TUI session (the notes outlive the process).
+    with Case(case_path, read_only=True) as case:
+        from engine import views
+
+        assert views.marks(case.cursor()) == {first[0]: None}
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []

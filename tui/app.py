@@ -12,14 +12,13 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from engine import Case, CaseError
+from engine import Case, CaseError, open_for_reading
 
 from .keymap import Keymap, KeymapError, load_keymap, preset_check
 from .screens.palette import AshiatoCommands, Catalog, load_catalog
-from .session import Session
+from .session import MEMORY_LIMIT, Session
 
 HISTORY_LIMIT = 200
-MEMORY_LIMIT = "256MB"
 
 
 class AshiatoApp(App[None]):
@@ -52,8 +51,10 @@ class AshiatoApp(App[None]):
             if not Path(self.case_path).exists():
                 raise CaseError(f"{self.case_path}: no such case file")
             # A lower DuckDB memory limit than the engine's default keeps the TUI process small;
-            # scans evict cached blocks instead of growing (measured in bench/tui.py).
-            self.case = Case(self.case_path, memory_limit=MEMORY_LIMIT)
+            # scans evict cached blocks instead of growing (measured in bench/tui.py). Read-only,
+            # so `ashiato query` and the other read-only commands work on the case meanwhile; the
+            # marks and tags go to the case's notes (engine.notes).
+            self.case = open_for_reading(self.case_path, memory_limit=MEMORY_LIMIT)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def on_mount(self) -> None:

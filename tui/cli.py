@@ -4,6 +4,7 @@ the TUI. Textual is imported only when the TUI starts, so scripted use starts fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import shutil
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dedupe", action="store_true",
                    help="store every event even when the same file or event is already in the case")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when another process has the case open (the TUI, another ingest), wait up to "
+                        "SECONDS for it to close it instead of stopping at once")
 
     p = sub.add_parser("stats", help="what is in a case, and what was skipped and why")
     p.add_argument("case")
@@ -202,7 +206,7 @@ def _interrupted(command: str) -> int:
 
 # -- ingest -------------------------------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from engine import Case, CaseError
+    from engine import Case, CaseBusy, CaseError
     from engine.ingest import ingest
 
     if Path(args.case).exists():
@@ -210,8 +214,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         problem = _not_a_case(args.case)
         if problem:
             raise _UserError(problem)
+    def waiting(busy: CaseBusy) -> None:
+        print(f"ashiato: waiting for {busy.holder} to release {args.case}…", file=sys.stderr)
+
     try:
-        case = Case(args.case)
+        case = Case(args.case, wait=args.wait, on_wait=waiting)
+    except CaseBusy as exc:
+        raise _UserError(f"{exc} (or ingest with --wait SECONDS to wait for it)") from exc
     except CaseError as exc:
         raise _UserError(str(exc)) from exc
     with case:
@@ -412,7 +421,10 @@ def _query_with_progress(views: Any, cur: Any, args: argparse.Namespace, limit: 
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    cur = _open_read_only(args.case)
+    from engine import notes
+
+    # `marks`, `session_marks` and `saved_filters` read as the notes kept beside the case.
+    cur = notes.expose(_open_read_only(args.case))
     try:
         result = cur.execute(args.sql)
     except duckdb.Error as exc:
@@ -764,7 +776,7 @@ def _not_a_case(path: str) -> str | None:
 
 
 def _open_read_only(path: str) -> Any:
-    from engine import Case, CaseError
+    from engine import Case, CaseBusy, CaseError
 
     problem = _not_a_case(path)
     if problem:
@@ -773,9 +785,11 @@ def _open_read_only(path: str) -> Any:
         case = Case(path, read_only=True)
         if case.needs_repair():
             # After an interrupted ingest, opening the case read-write once drops the files it
-            # left part-way and orders the rest; then reading goes on read-only.
+            # left part-way and orders the rest; then reading goes on read-only. While another
+            # process reads it (the TUI), it is read as it is.
             case.close()
-            Case(path).close()
+            with contextlib.suppress(CaseBusy):
+                Case(path).close()
             case = Case(path, read_only=True)
         return case.cursor()
     except CaseError as exc:

@@ -11,18 +11,24 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
-from engine import Case, views
+from engine import Case, CaseError, views
 from engine.filters import Compiled, Compiler, FilterError
 
 Cursor = duckdb.DuckDBPyConnection
+T = TypeVar("T")
+# How long a write of the TUI (Session.write) waits for another process to stop reading the case.
+WRITE_WAIT_SECONDS = 10.0
+# DuckDB memory limit of the TUI's case: lower than the engine's default keeps the process small;
+# scans evict cached blocks instead of growing (measured in bench/tui.py).
+MEMORY_LIMIT = "256MB"
 
 
 def shown_path(path: str, base: Path) -> str:
@@ -52,6 +58,11 @@ class Session:
         self.case = case
         self.name = case.path.name
         self._lock = threading.Lock()
+        # Cursors handed out, and whether the case is being reopened to write (Session.write):
+        # a write waits for every cursor to be given back, and new ones wait for the write.
+        self._gate = threading.Condition()
+        self._cursors = 0
+        self._writing = False
         self._jobs: dict[int, Job] = {}
         self._job_ids = 0
         cur = case.cursor()
@@ -59,9 +70,7 @@ class Session:
             self.field_names: list[str] = views.field_names(cur)
             self.total: int = views.total_events(cur)
             self.marks: dict[int, str | None] = views.marks(cur)
-            self.saved_filters: list[tuple[str, str]] = [
-                (str(n), str(f)) for n, f in cur.execute(
-                    "SELECT name, filter FROM saved_filters ORDER BY name").fetchall()]
+            self.saved_filters: list[tuple[str, str]] = views.saved_filters(cur)
         finally:
             cur.close()
         self.compiler = Compiler(self.field_names)
@@ -72,11 +81,60 @@ class Session:
     # -- cursors and cancellation --------------------------------------------------------------
     @contextmanager
     def cursor(self) -> Iterator[Cursor]:
-        cur = self.case.cursor()
+        cur = self._take()
         try:
             yield cur
         finally:
-            cur.close()
+            self._give(cur)
+
+    def _take(self) -> Cursor:
+        with self._gate:
+            while self._writing:
+                self._gate.wait()
+            self._cursors += 1
+        try:
+            return self.case.cursor()
+        except BaseException:
+            self._give(None)
+            raise
+
+    def _give(self, cur: Cursor | None) -> None:
+        if cur is not None:
+            with suppress(duckdb.Error):
+                cur.close()
+        with self._gate:
+            self._cursors -= 1
+            self._gate.notify_all()
+
+    def write(self, fn: Callable[[Case], T], *, wait: float = WRITE_WAIT_SECONDS) -> T:
+        """`fn(case)` with the case open read-write for that moment, then read-only again.
+
+        The TUI reads a case read-only so that other processes can read it too; the few things it
+        writes into the case itself (findings computed again after an allowlist change) take the
+        write lock here. Running queries are interrupted and new ones wait; another process
+        reading the case makes this wait up to `wait` seconds, then fail naming that process."""
+        with self._gate:
+            while self._writing:
+                self._gate.wait()
+            self._writing = True
+        try:
+            self.cancel_all()
+            deadline = time.monotonic() + wait
+            with self._gate:
+                while self._cursors:
+                    if time.monotonic() > deadline:
+                        raise CaseError(f"{self.case.path}: {self._cursors} queries of this window did not stop; "
+                                        "nothing was written")
+                    self._gate.wait(0.1)
+            self.case.reopen(read_only=False, wait=wait)
+            try:
+                return fn(self.case)
+            finally:
+                self.case.reopen(read_only=True, wait=wait)
+        finally:
+            with self._gate:
+                self._writing = False
+                self._gate.notify_all()
 
     def detail(self, cur: Cursor, eid: int) -> dict[str, Any] | None:
         """`views.detail`, its source path shown from the case's folder when the file is below it
@@ -89,7 +147,7 @@ class Session:
     @contextmanager
     def busy(self, label: str) -> Iterator[tuple[Cursor, Job]]:
         """A fresh cursor for a long query that Escape may interrupt."""
-        cur = self.case.cursor()
+        cur = self._take()
         job = Job(label, cur, time.monotonic())
         with self._lock:
             self._job_ids += 1
@@ -100,7 +158,7 @@ class Session:
         finally:
             with self._lock:
                 self._jobs.pop(job_id, None)
-            cur.close()
+            self._give(cur)
 
     def cancel(self, job: Job | None) -> None:
         """Interrupt one job if it is still running."""

@@ -42,18 +42,15 @@ class FindingsScreen(TableViewScreen):
     def resolve(self, cur: Any, text: str) -> views.View:
         return findings.resolve(cur, text)  # type: ignore[no-any-return]
 
-    def prepare(self, cur: Any) -> None:
+    def prepare(self) -> None:
         # Rules or allowlists changed since the case was opened: computed again, in the case.
         rules = findings.load()
-        if not findings.current(cur, rules):
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                findings.compute(cur, rules)
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
-        failed = findings.failed_rules(cur)
+        with self.session.cursor() as cur:
+            stale = not findings.current(cur, rules)
+        if stale:
+            self.session.write(lambda case: findings.refresh(case, rules))
+        with self.session.cursor() as cur:
+            failed = findings.failed_rules(cur)
         if failed:
             self.app.call_from_thread(self.message, f"{len(failed)} rule(s) not run: {failed[0]}", error=True)
 
@@ -201,14 +198,9 @@ class FindingsScreen(TableViewScreen):
         try:
             findings.add_to_allowlist(path, rule_id, column, glob)
             rules = findings.load()
-            with self.session.busy("findings") as (cur, _job):
-                cur.execute("BEGIN TRANSACTION")
-                try:
-                    failed, _ = findings.compute(cur, rules)
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-                cur.execute("COMMIT")
+            self.session.write(lambda case: findings.refresh(case, rules))
+            with self.session.cursor() as cur:
+                failed = findings.failed_rules(cur)
         except Exception as exc:  # a bad allowlist or a failed query: say so
             self.app.call_from_thread(self.message, f"allowlist failed: {exc}", error=True)
             return

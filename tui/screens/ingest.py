@@ -13,10 +13,11 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import ProgressBar, Static
 
-from engine import Case
+from engine import Case, open_for_reading
 from engine.ingest import IngestReport, Progress, ingest
 
 from ..safe_text import escape
+from ..session import MEMORY_LIMIT
 
 if TYPE_CHECKING:
     from ..app import AshiatoApp
@@ -78,6 +79,13 @@ class IngestScreen(Screen[None]):
                     case.reorder()
             except Exception as exc:  # the case stays usable; the next open orders it
                 error = f"{error}; ordering failed: {exc}"
+        if case is not None:
+            # Written: now held read-only, as a case opened directly is, so other processes can read it.
+            case.close()
+            try:
+                case = open_for_reading(self.case_path, memory_limit=MEMORY_LIMIT)
+            except Exception as exc:
+                case, error = None, f"{error + '; ' if error else ''}cannot open it again: {exc}"
         self.app.call_from_thread(self._finished, case, report, error)
 
     def _on_progress(self, progress: Progress) -> None:

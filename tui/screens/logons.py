@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.widgets.option_list import Option
 
-from engine import logons
+from engine import logons, views
 
 from ..safe_text import escape, fit
 from ..session import Session
@@ -104,7 +104,7 @@ class LogonsScreen(KeyListNavigation, Screen[None]):
 
     @staticmethod
     def _marked_rows(cur: Any, rows: list[dict[str, Any]]) -> set[int]:
-        marked = {int(r[0]) for r in cur.execute("SELECT eid FROM marks").fetchall()}
+        marked = set(views.marks(cur))
         if not marked:
             return set()
         return {id(r) for r in rows if (eids := logons.group_eids(cur, r)) and set(eids) <= marked}

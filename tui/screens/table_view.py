@@ -70,8 +70,9 @@ class TableViewScreen(Screen[None]):
     def resolve(self, cur: Any, text: str) -> views.View:
         raise NotImplementedError
 
-    def prepare(self, cur: Any) -> None:
-        """Run in the loading worker before the first view (the findings make their table current)."""
+    def prepare(self) -> None:
+        """Run in the loading worker before the first view, before it takes a cursor (the findings
+        make their table current, which may open the case read-write for a moment)."""
 
     def info(self, row: dict[str, Any] | None) -> Text:
         return Text("")
@@ -120,10 +121,10 @@ class TableViewScreen(Screen[None]):
     @work(thread=True, group="table-view-resolve", exit_on_error=False)
     def _resolve_worker(self, request: int, filters: list[str], text: str, first: bool) -> None:
         try:
+            if first:
+                self.prepare()
             with self.session.busy(self.NOUN) as (cur, job):
                 self._job = job
-                if first:
-                    self.prepare(cur)
                 view = self.resolve(cur, text)
         except Exception as exc:  # a failed worker always reaches the status bar
             self.post_message(ViewResolved(request, filters, None, str(exc)))

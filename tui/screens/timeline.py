@@ -979,9 +979,12 @@ class TimelineScreen(Screen[None]):
 
     @work(thread=True, group="marks", exit_on_error=False)
     def _save_worker(self, name: str, text: str) -> None:
-        with self.session.cursor() as cur:
-            cur.execute("""INSERT INTO saved_filters VALUES (?, ?)
-                           ON CONFLICT (name) DO UPDATE SET filter = excluded.filter""", [name, text])
+        try:
+            with self.session.cursor() as cur:
+                views.save_filter(cur, name, text)
+        except Exception as exc:
+            self.app.call_from_thread(self.message, f"filter {name} not saved: {exc}")
+            return
         self.app.call_from_thread(self._saved, name, text)
 
     def _saved(self, name: str, text: str) -> None:
