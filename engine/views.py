@@ -361,8 +361,66 @@ def context_filter(row: dict[str, Any], minutes: int = 5) -> str:
     return f'host:"{host}" after:{lo} before:{hi}'
 
 
-NICE_BUCKETS = [1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
-                7 * 86400, 30 * 86400, 365 * 86400]
+# Bucket widths, finest first: each is a whole number of calendar units, aligned in UTC the way a
+# responder reads a calendar (see BucketWidth). The histogram takes the finest whose buckets fit.
+HISTOGRAM_UNITS = ("second", "minute", "hour", "day", "week", "month", "year")
+_FIXED_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class BucketWidth:
+    """`n` calendar units. Buckets are numbered by `index` and start on the calendar's boundaries:
+    seconds, minutes and hours on multiples of n from midnight UTC (6 h buckets start at 00, 06, 12,
+    18), days at midnight, weeks on Monday, months on the 1st (3 months: January, April, July,
+    October), years on 1 January of a year divisible by n. Times are naive UTC, as the case keeps them."""
+
+    unit: str
+    n: int = 1
+
+    def index(self, t: datetime) -> int:
+        """The number of the bucket holding `t`; consecutive buckets have consecutive numbers."""
+        if self.unit in _FIXED_UNIT_SECONDS:
+            return (t - _EPOCH) // timedelta(seconds=self.n * _FIXED_UNIT_SECONDS[self.unit])
+        if self.unit == "day":
+            return (t.toordinal() - 1) // self.n
+        if self.unit == "week":
+            return (t.toordinal() - 1) // (7 * self.n)  # day 1 (0001-01-01) is a Monday
+        if self.unit == "month":
+            return (t.year * 12 + t.month - 1) // self.n
+        return t.year // self.n
+
+    def start(self, index: int) -> datetime:
+        if self.unit in _FIXED_UNIT_SECONDS:
+            return _EPOCH + timedelta(seconds=index * self.n * _FIXED_UNIT_SECONDS[self.unit])
+        if self.unit in ("day", "week"):
+            return datetime.fromordinal(index * self.n * (7 if self.unit == "week" else 1) + 1)
+        if self.unit == "month":
+            month = index * self.n
+            return datetime(month // 12, month % 12 + 1, 1)
+        return datetime(index * self.n, 1, 1)
+
+    def end(self, start: datetime) -> datetime:
+        """Where the bucket starting at `start` ends (the next one's start, exclusive)."""
+        try:
+            return self.start(self.index(start) + 1)
+        except (ValueError, OverflowError):  # past year 9999
+            return datetime.max
+
+    @property
+    def nominal_seconds(self) -> int:
+        days = {"day": 1, "week": 7, "month": 30, "year": 365}
+        return self.n * (_FIXED_UNIT_SECONDS.get(self.unit) or 86400 * days[self.unit])
+
+
+BUCKET_WIDTHS = [
+    *(BucketWidth("second", n) for n in (1, 5, 10, 30)),
+    *(BucketWidth("minute", n) for n in (1, 5, 10, 30)),
+    *(BucketWidth("hour", n) for n in (1, 3, 6, 12)),
+    BucketWidth("day"), BucketWidth("week"),
+    *(BucketWidth("month", n) for n in (1, 3, 6)),
+    *(BucketWidth("year", n) for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)),
+]
 
 
 # 1102 is the Security log's own "cleared"; System 104 from the Eventlog provider names another log.
@@ -372,25 +430,49 @@ LOG_CLEARED = f"({SECURITY_LOG_CLEARED} OR {SYSTEM_LOG_CLEARED})"
 
 @dataclass
 class Histogram:
-    bucket_seconds: int
-    buckets: list[tuple[datetime, int, int]]  # start, events, log clears (Security 1102, System 104)
+    width: BucketWidth
+    # Every bucket from the first dated event's to the last's, in order, the empty ones too:
+    # start, events, log clears (Security 1102, System 104).
+    buckets: list[tuple[datetime, int, int]]
+
+    def bounds(self, index: int) -> tuple[datetime, datetime]:
+        """[start, end) of a bucket: the `after:` / `before:` that narrow a view to it."""
+        start = self.buckets[index][0]
+        return start, self.width.end(start)
+
+
+def bucket_width_for(lo: datetime, hi: datetime, max_buckets: int) -> BucketWidth:
+    """The finest width whose aligned buckets from `lo` to `hi` number at most `max_buckets`."""
+    for width in BUCKET_WIDTHS:
+        if width.index(hi) - width.index(lo) + 1 <= max(1, max_buckets):
+            return width
+    return BUCKET_WIDTHS[-1]
 
 
 def histogram(cur: Cursor, view: View, max_buckets: int = 60) -> Histogram:
+    """Events of the view per calendar-aligned bucket, at most `max_buckets` of them, none left out.
+
+    Events without a real time (NULL, or FILETIME 0 read as 1601) are in no bucket."""
     in_view, params = membership(cur, view)
-    rows = cur.execute(f"SELECT min(ts), max(ts) FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {in_view}",
-                       params).fetchall()
+    dated = f"ts > TIMESTAMP '1601-01-02' AND {in_view}"
+    rows = cur.execute(f"SELECT min(ts), max(ts) FROM events e WHERE {dated}", params).fetchall()
     lo, hi = rows[0]
     if lo is None:
-        return Histogram(60, [])
-    span = max(1.0, (hi - lo).total_seconds())
-    size = next((b for b in NICE_BUCKETS if span / b <= max_buckets), NICE_BUCKETS[-1])
+        return Histogram(BucketWidth("minute"), [])
+    width = bucket_width_for(lo, hi, max_buckets)
+    # DuckDB truncates to the base unit (a week's days); the width numbers the truncated times.
+    base = "day" if width.unit == "week" else width.unit
     data = cur.execute(
-        f"""SELECT time_bucket(to_seconds(?), ts, TIMESTAMP '1970-01-01') AS b, count(*),
-                   count(*) FILTER (WHERE {LOG_CLEARED})
-            FROM events e WHERE ts > TIMESTAMP '1601-01-02' AND {in_view} GROUP BY b ORDER BY b""",
-        [size, *params]).fetchall()
-    return Histogram(size, [(b, int(n), int(c)) for b, n, c in data])
+        f"""SELECT date_trunc(?, ts) AS b, count(*), count(*) FILTER (WHERE {LOG_CLEARED})
+            FROM events e WHERE {dated} GROUP BY b""",
+        [base, *params]).fetchall()
+    first = width.index(lo)
+    counts = [[0, 0] for _ in range(width.index(hi) - first + 1)]
+    for b, n, c in data:
+        slot = counts[width.index(b) - first]
+        slot[0] += int(n)
+        slot[1] += int(c)
+    return Histogram(width, [(width.start(first + k), n, c) for k, (n, c) in enumerate(counts)])
 
 
 def frequency(cur: Cursor, view: View, column: str, *, rarest_first: bool = False,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Static
@@ -15,19 +15,33 @@ from engine import views
 
 from ..session import Session
 from ..widgets.columns import format_time
+from ..workers import ReportsWorkerFailures
 from .base import KeyList, KeyListNavigation, keymap_bindings
 
 BAR = "█"
 PARTIAL = " ▏▎▍▌▋▊▉"
 
 
-def bucket_label(seconds: int) -> str:
-    for size, name in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"), (86400, "day"),
-                       (3600, "hour"), (60, "min"), (1, "s")):
-        if seconds % size == 0 and seconds >= size:
-            n = seconds // size
-            return f"{n} {name}" if name in ("min", "s") or n == 1 else f"{n} {name}s"
-    return f"{seconds} s"
+TITLE_ROWS = 2  # #hist-title; the list takes the rest of the screen
+# Characters of the UTC start that name a bucket of each unit: 2017 · 2017-03 · 2017-03-06 · …
+LABEL_CHARS = {"year": 4, "month": 7, "week": 10, "day": 10, "hour": 16, "minute": 16, "second": 19}
+
+
+def bucket_label(width: views.BucketWidth) -> str:
+    """"12 hours", "1 year", "5 min", "30 s"."""
+    short = {"minute": "min", "second": "s"}.get(width.unit)
+    if short:
+        return f"{width.n} {short}"
+    return f"{width.n} {width.unit}" + ("s" if width.n != 1 else "")
+
+
+def start_label(start: datetime, width: views.BucketWidth, local_time: bool) -> str:
+    """A bucket's start, to the precision of its unit. In local time a UTC-aligned start need not
+    fall on a local boundary, so the hour and minute are always shown there."""
+    chars = LABEL_CHARS[width.unit]
+    if local_time:
+        chars = max(chars, 16)
+    return format_time(start, local_time)[:chars]
 
 
 def bar(n: int, top: int, width: int) -> str:
@@ -42,7 +56,7 @@ def bar(n: int, top: int, width: int) -> str:
     return text
 
 
-class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None]):
+class HistogramScreen(ReportsWorkerFailures, KeyListNavigation, Screen[tuple[datetime, datetime] | None]):
     BINDINGS = keymap_bindings("histogram")
     DEFAULT_CSS = """
     HistogramScreen #hist-title { height: 2; background: $panel; }
@@ -59,20 +73,42 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
         self.local_time = local_time
         self.histogram: views.Histogram | None = None
         self.is_loading = True
+        self.fitted_rows = 0  # the list height the bucket width was chosen for
+        self._keep: datetime | None = None  # the highlighted bucket's start, kept across a resize
 
     def compose(self) -> ComposeResult:
         yield Static(Text("histogram: counting…", style="dim"), id="hist-title")
         yield KeyList(id="hist-list")
 
+    def list_rows(self) -> int:
+        """Buckets that fit on screen: one per row below the title."""
+        return max(1, self.app.size.height - TITLE_ROWS)
+
     def on_mount(self) -> None:
         self.query_one(KeyList).focus()
-        self._compute()
+        self.fitted_rows = self.list_rows()
+        self._compute(self.fitted_rows)
+
+    def on_resize(self, _event: events.Resize) -> None:
+        self._refit()
+
+    def _refit(self) -> None:
+        """Count again when the screen's rows changed since the width was chosen (a resize while
+        counting is caught up when the count arrives)."""
+        rows = self.list_rows()
+        if self.is_loading or rows == self.fitted_rows:
+            return
+        chosen = self.selected()
+        self._keep = chosen[0] if chosen else None
+        self.fitted_rows = rows
+        self.is_loading = True
+        self._compute(rows)
 
     @work(thread=True, group="histogram", exclusive=True, exit_on_error=False)
-    def _compute(self) -> None:
+    def _compute(self, rows: int) -> None:
         try:
             with self.session.busy("histogram") as (cur, _job):
-                hist = views.histogram(cur, self.view, max_buckets=60)
+                hist = views.histogram(cur, self.view, max_buckets=rows)
         except Exception as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -88,8 +124,11 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
         title = Text(no_wrap=True)
         total = sum(n for _b, n, _c in hist.buckets)
         clears = sum(c for _b, _n, c in hist.buckets)
+        empty = sum(1 for _b, n, _c in hist.buckets if n == 0)
         title.append(f" {total:,} events", style="bold")
-        title.append(f" in {len(hist.buckets)} buckets of {bucket_label(hist.bucket_seconds)}")
+        title.append(f" in {len(hist.buckets)} buckets of {bucket_label(hist.width)}")
+        if empty:
+            title.append(f", {empty} empty", style="bold")
         if clears:
             title.append(f"   ⚠ {clears} log clear(s) (1102/104)", style="bold red")
         title.append("\n Enter narrows the timeline to a bucket · q back", style="dim")
@@ -97,17 +136,26 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
         options = self.query_one(KeyList)
         options.clear_options()
         top = max((n for _b, n, _c in hist.buckets), default=0)
-        width = max(10, self.app.size.width - 19 - 1 - 10 - 14 - 4)
-        for start, n, clear in hist.buckets:
+        labels = [start_label(start, hist.width, self.local_time) for start, _n, _c in hist.buckets]
+        label_width = max((len(label) for label in labels), default=0)
+        width = max(10, self.app.size.width - label_width - 4 - 10 - 14 - 4)
+        for label, (_start, n, clear) in zip(labels, hist.buckets, strict=True):
             line = Text(no_wrap=True, end="")
-            line.append(format_time(start, self.local_time)[:16] + " ")
+            line.append(label.ljust(label_width) + " ")
             line.append(f"{n:>9,} ", style="bold")
-            line.append(bar(n, top, width).ljust(width), style="green")
+            if n == 0:  # a gap (a stopped or cleared log?): said in words, not just a missing bar
+                line.append("no events".ljust(width), style="dim")
+            else:
+                line.append(bar(n, top, width).ljust(width), style="green")
             if clear:
                 line.append(f" ⚠ clear ×{clear}", style="bold red")
             options.add_option(Option(line))
         if hist.buckets:
-            options.highlighted = 0
+            keep = self._keep
+            options.highlighted = next((i for i in range(len(hist.buckets))
+                                        if keep is not None and hist.bounds(i)[0] <= keep < hist.bounds(i)[1]), 0)
+        self._keep = None
+        self._refit()
 
     def selected(self) -> tuple[datetime, datetime] | None:
         if self.histogram is None or not self.histogram.buckets:
@@ -115,8 +163,7 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
         index = self.query_one(KeyList).highlighted
         if index is None:
             return None
-        start = self.histogram.buckets[index][0]
-        return start, start + timedelta(seconds=self.histogram.bucket_seconds)
+        return self.histogram.bounds(index)
 
     def action_select(self) -> None:
         chosen = self.selected()
@@ -124,5 +171,5 @@ class HistogramScreen(KeyListNavigation, Screen[tuple[datetime, datetime] | None
             self.dismiss(chosen)
 
     def action_back(self) -> None:
-        self.session.cancel_all()
+        self.session.cancel_all(owner=self)  # a search still running in the timeline beneath goes on
         self.dismiss(None)
