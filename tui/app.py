@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import Worker, WorkerState
 
 from engine import Case, CaseError, open_for_reading
 
@@ -161,6 +162,29 @@ class AshiatoApp(App[None]):
         assert self.session is not None
         catalog = load_catalog(self.session)
         self.call_from_thread(setattr, self, "catalog", catalog)
+
+    # What a worker of each group was doing, for the status bar when it fails.
+    WORKER_TASKS: ClassVar[dict[str, str]] = {
+        "marks": "saving the mark", "marks-nav": "finding the next mark", "histogram-pick": "picking the range",
+    }
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.worker_failed(event.worker)
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        """A worker that raised (tui/workers.py): what failed, on the status bar of the screen on top."""
+        task = self.WORKER_TASKS.get(worker.group, worker.group if worker.group != "default" else worker.name)
+        text = f"{task} failed: {worker.error}"
+        say = getattr(self.screen, "message", None)
+        if callable(say):
+            try:
+                say(text, error=True)
+                return
+            except TypeError:  # a screen whose message() takes no error flag
+                say(text)
+                return
+        self.notify(text, severity="error")
 
     def on_unmount(self) -> None:
         if self.session is not None:

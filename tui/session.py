@@ -51,6 +51,25 @@ class Job:
     started: float
     cancelled: bool = False
     done: float | None = None  # share of the work done, when the job can tell
+    # The screen whose worker runs it: leaving a screen stops its own jobs, not those beneath it.
+    owner: object | None = None
+
+
+def _worker_owner() -> object | None:
+    """The screen of the Textual worker running on this thread, if any."""
+    from textual.screen import Screen
+    from textual.worker import NoActiveWorker, get_current_worker
+
+    try:
+        node = get_current_worker().node
+    except NoActiveWorker:
+        return None
+    if isinstance(node, Screen):
+        return node
+    try:
+        return node.screen  # a widget's worker belongs to its screen
+    except Exception:  # not mounted (any more): nobody's to cancel by screen
+        return None
 
 
 class Session:
@@ -148,7 +167,7 @@ class Session:
     def busy(self, label: str) -> Iterator[tuple[Cursor, Job]]:
         """A fresh cursor for a long query that Escape may interrupt."""
         cur = self._take()
-        job = Job(label, cur, time.monotonic())
+        job = Job(label, cur, time.monotonic(), owner=_worker_owner())
         with self._lock:
             self._job_ids += 1
             job_id = self._job_ids
@@ -175,10 +194,10 @@ class Session:
         with self._lock:
             return list(self._jobs.values())
 
-    def cancel_all(self) -> int:
-        """Interrupt every registered query; returns how many were running."""
+    def cancel_all(self, owner: object | None = None) -> int:
+        """Interrupt the registered queries of `owner` (a screen), or every one; how many were running."""
         with self._lock:
-            jobs = list(self._jobs.values())
+            jobs = [j for j in self._jobs.values() if owner is None or j.owner is owner]
         for job in jobs:
             job.cancelled = True
             with suppress(duckdb.Error):

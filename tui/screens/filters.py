@@ -9,10 +9,11 @@ from textual.widgets import Static
 from textual.widgets.option_list import Option
 
 from ..safe_text import escape
+from ..workers import ReportsWorkerFailures
 from .base import KeyList, KeyListNavigation, keymap_bindings
 
 
-class FilterListScreen(KeyListNavigation, ModalScreen[list[str] | None]):
+class FilterListScreen(ReportsWorkerFailures, KeyListNavigation, ModalScreen[list[str] | None]):
     """Returns the filters left (None when nothing changed)."""
 
     BINDINGS = keymap_bindings("filters")

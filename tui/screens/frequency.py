@@ -16,13 +16,14 @@ from engine import views
 
 from ..safe_text import escape, fit
 from ..session import Session
+from ..workers import ReportsWorkerFailures
 from .base import KeyList, KeyListNavigation, keymap_bindings
 from .histogram import bar
 
 EMPTY = "(empty)"
 
 
-class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | None]):
+class FrequencyScreen(ReportsWorkerFailures, KeyListNavigation, Screen[tuple[str, str, Any, bool] | None]):
     """Returns ("value", column, value, negate) for the timeline to filter on."""
 
     BINDINGS = keymap_bindings("frequency")
@@ -131,5 +132,5 @@ class FrequencyScreen(KeyListNavigation, Screen[tuple[str, str, Any, bool] | Non
         self._start()
 
     def action_back(self) -> None:
-        self.session.cancel_all()
+        self.session.cancel_all(owner=self)  # a search still running in the timeline beneath goes on
         self.dismiss(None)

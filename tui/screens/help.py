@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from ..keymap import ACTIONS, Keymap
 from ..safe_text import escape
+from ..workers import ReportsWorkerFailures
 from .base import keymap_bindings
 
 SCREEN_TITLES = {
@@ -67,7 +68,7 @@ class HelpScroll(VerticalScroll, inherit_bindings=False):
     """Scrolls only through the help keymap."""
 
 
-class HelpScreen(Screen[None]):
+class HelpScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS = keymap_bindings("help")
     DEFAULT_CSS = """
     HelpScreen HelpScroll { height: 1fr; padding: 0 1; }

@@ -18,6 +18,7 @@ from engine.ingest import IngestReport, Progress, ingest
 
 from ..safe_text import escape
 from ..session import MEMORY_LIMIT
+from ..workers import ReportsWorkerFailures
 
 if TYPE_CHECKING:
     from ..app import AshiatoApp
@@ -27,7 +28,7 @@ class IngestCancelled(Exception):
     """Raised from the progress callback to stop an ingest between batches."""
 
 
-class IngestScreen(Screen[None]):
+class IngestScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,ctrl+c", "cancel", "stop the ingest", show=False, id="ingest.cancel"),
     ]

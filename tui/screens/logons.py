@@ -19,6 +19,7 @@ from engine import logons, views
 
 from ..safe_text import escape, fit
 from ..session import Session
+from ..workers import ReportsWorkerFailures
 from .base import KeyList, KeyListNavigation, keymap_bindings
 from .timeline import value_term
 
@@ -62,7 +63,7 @@ def timeline_filter(row: dict[str, Any]) -> str:
     return " ".join(terms)
 
 
-class LogonsScreen(KeyListNavigation, Screen[None]):
+class LogonsScreen(ReportsWorkerFailures, KeyListNavigation, Screen[None]):
     BINDINGS = keymap_bindings("logons")
     DEFAULT_CSS = """
     LogonsScreen #logons-title { height: 2; background: $panel; }

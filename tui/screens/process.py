@@ -18,6 +18,7 @@ from .. import tree_text
 from ..safe_text import escape, escape_lines
 from ..session import Session
 from ..widgets.columns import short_channel
+from ..workers import ReportsWorkerFailures
 from .base import keymap_bindings
 
 EVENTS_SHOWN = 200
@@ -75,7 +76,7 @@ def describe(row: dict[str, Any], ancestry: str) -> Text:
     return text
 
 
-class ProcessScreen(Screen[None]):
+class ProcessScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS = keymap_bindings("process")
     DEFAULT_CSS = """
     ProcessScreen #process-title { height: 1; background: $panel; text-style: bold; }

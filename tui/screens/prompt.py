@@ -21,6 +21,7 @@ from engine.views import EXPORT_FORMATS
 
 from ..safe_text import escape
 from ..session import Session, filter_error_text
+from ..workers import ReportsWorkerFailures
 
 LIVE_DELAY = 0.25
 
@@ -28,7 +29,7 @@ LIVE_DELAY = 0.25
 Validator = Callable[[str], tuple[bool, str]]
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(ReportsWorkerFailures, ModalScreen[str | None]):
     """Ask for one line. Enter returns it, Escape returns None."""
 
     DEFAULT_CSS = """
@@ -183,7 +184,7 @@ class PromptScreen(ModalScreen[str | None]):
         inp.cursor_position = len(text)
 
 
-class ExportScreen(ModalScreen[tuple[str, str, bool] | None]):
+class ExportScreen(ReportsWorkerFailures, ModalScreen[tuple[str, str, bool] | None]):
     """Where to export, and whether only the marked events: returns (path, format, marked_only)."""
 
     DEFAULT_CSS = """

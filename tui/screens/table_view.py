@@ -21,6 +21,7 @@ from engine.filters import Compiled, FilterError
 from ..session import Job, Session
 from ..widgets.status import StatusBar
 from ..widgets.timeline import Timeline, TimelineHeader
+from ..workers import ReportsWorkerFailures
 from .prompt import PromptScreen
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class ViewResolved(Message):
         self.error = error
 
 
-class TableViewScreen(Screen[None]):
+class TableViewScreen(ReportsWorkerFailures, Screen[None]):
     """What every derived-table view shares. Subclasses set the class attributes and `source()`,
     `compile()`, `resolve()`, and may override `info()` and `value_source()`."""
 

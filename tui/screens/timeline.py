@@ -31,6 +31,7 @@ from ..widgets.columns import DEFAULT_COLUMNS, format_time, raw_value, short_hos
 from ..widgets.detail import DetailView
 from ..widgets.status import StatusBar
 from ..widgets.timeline import BLOCK, Timeline, TimelineHeader
+from ..workers import ReportsWorkerFailures
 from .base import keymap_bindings
 from .prompt import ExportScreen, PromptScreen, filter_validator, time_validator
 
@@ -153,7 +154,7 @@ class ViewFailed(Message):
         self.partial = partial  # a full-text filter stopped after showing some of its matches
 
 
-class TimelineScreen(Screen[None]):
+class TimelineScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS = keymap_bindings("timeline")
 
     DEFAULT_CSS = """
@@ -652,7 +653,7 @@ class TimelineScreen(Screen[None]):
             self.timeline.move_to(min(self.view.index_of_pos(pos), self.view.count - 1), center=True)
 
     def action_cancel(self) -> None:
-        cancelled = self.session.cancel_all()
+        cancelled = self.session.cancel_all(owner=self)
         if cancelled:
             self.message("cancelling…")
             return

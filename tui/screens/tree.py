@@ -27,6 +27,7 @@ from engine import lineage
 from .. import tree_text
 from ..safe_text import escape
 from ..session import Session
+from ..workers import ReportsWorkerFailures
 from .base import keymap_bindings
 
 CHUNK = 200  # children added per load (harlequin's POPULATE_CHUNK_SIZE idea)
@@ -118,7 +119,7 @@ class ProcessTree(Tree[Any], inherit_bindings=False):
         return Strip(segments, strip.cell_length)
 
 
-class ProcessTreeScreen(Screen[None]):
+class ProcessTreeScreen(ReportsWorkerFailures, Screen[None]):
     BINDINGS = keymap_bindings("tree")
     DEFAULT_CSS = """
     ProcessTreeScreen #tree-title { height: 2; background: $panel; }

@@ -27,6 +27,7 @@ from engine import views
 
 from ..safe_text import fit
 from ..session import Session
+from ..workers import ReportsWorkerFailures
 from .columns import DEFAULT_COLUMNS, Placed, fit_cell, layout, local_offset_label, own_columns
 from .rows import EventRows, RowSource
 
@@ -37,7 +38,7 @@ MARK_GLYPH = "●"
 TAG_GLYPH = "◆"
 
 
-class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
+class Timeline(ReportsWorkerFailures, ScrollView, can_focus=True, inherit_bindings=False):
     """Rows of the current view; the screen owns the keys and calls the movement methods."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
