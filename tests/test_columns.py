@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tui.keymap import load_keymap
-from tui.widgets.columns import DEFAULT_COLUMNS, fit_cell, layout, own_columns
+from tui.widgets.columns import DEFAULT_COLUMNS, OWN_VIEW_SUMMARY_MINIMUM, fit_cell, layout, own_columns, spec
 
 
 def _widths(columns: list[str], width: int) -> dict[str, int]:
@@ -17,13 +17,30 @@ def test_at_80_columns_time_id_host_and_a_readable_summary_stay_and_the_views_ow
         preset: str | None) -> None:
     columns = DEFAULT_COLUMNS if preset is None else load_keymap(user_config=False).presets[preset].columns
     widths = {p.name: p.width for p in layout(columns, 80, None, own_columns(columns))}
-    assert widths["summary"] >= 24 and {"time", "event_id", "host"} <= set(widths)
-    assert sum(w + 1 for w in widths.values()) + 1 <= 80
     own = [c for c in columns if c in own_columns(columns)]
+    assert widths["summary"] >= (OWN_VIEW_SUMMARY_MINIMUM if own else 24)
+    assert {"time", "event_id", "host"} <= set(widths)
+    assert sum(w + 1 for w in widths.values()) + 1 <= 80
     if preset is None:
         assert "channel" in widths  # an Application 4625 must not read as a failed logon
-    else:  # the preset's first own column (its user, its process) is what it was chosen for
-        assert own[0] in widths
+    else:  # the preset's first own column (its user, its process) is what it was chosen for: readable
+        assert widths[own[0]] == spec(own[0]).pref
+
+
+def test_at_80_columns_the_lsass_preset_shows_the_whole_process_name_and_access_mask() -> None:
+    columns = load_keymap(user_config=False).presets["lsass_access"].columns
+    widths = {p.name: p.width for p in layout(columns, 80, None, own_columns(columns))}
+    assert widths["process"] >= len("Outflank-Dumpert") and widths["granted_access"] >= len("0x1fffff")
+
+
+def test_at_160_columns_a_view_with_its_own_columns_still_gives_the_host_its_width() -> None:
+    columns = load_keymap(user_config=False).presets["lsass_access"].columns
+    widths = {p.name: p.width for p in layout(columns, 160, {"host": 15}, own_columns(columns))}
+    assert widths["host"] == 15 and widths["object_name"] == spec("object_name").pref
+
+
+def test_an_object_path_too_long_for_its_column_keeps_its_end() -> None:
+    assert fit_cell(r"\Device\HarddiskVolume2\Windows\System32\lsass.exe", "object_name", 20) == "…\\System32\\lsass.exe"
 
 
 def test_at_80_columns_the_failed_logons_preset_shows_who_and_from_where() -> None:

@@ -194,10 +194,12 @@ class Session:
         with self._lock:
             return list(self._jobs.values())
 
-    def cancel_all(self, owner: object | None = None) -> int:
-        """Interrupt the registered queries of `owner` (a screen), or every one; how many were running."""
+    def cancel_all(self, owner: object | None = None, *, unowned: bool = False) -> int:
+        """Interrupt the registered queries of `owner` (a screen; with `unowned`, also those run
+        outside any worker), or every one when no owner is given; how many were running."""
         with self._lock:
-            jobs = [j for j in self._jobs.values() if owner is None or j.owner is owner]
+            jobs = [j for j in self._jobs.values()
+                    if owner is None or j.owner is owner or (unowned and j.owner is None)]
         for job in jobs:
             job.cancelled = True
             with suppress(duckdb.Error):

@@ -653,7 +653,7 @@ class TimelineScreen(ReportsWorkerFailures, Screen[None]):
             self.timeline.move_to(min(self.view.index_of_pos(pos), self.view.count - 1), center=True)
 
     def action_cancel(self) -> None:
-        cancelled = self.session.cancel_all(owner=self)
+        cancelled = self.session.cancel_all(owner=self, unowned=True)
         if cancelled:
             self.message("cancelling…")
             return

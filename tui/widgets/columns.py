@@ -68,7 +68,7 @@ _SPECS: dict[str, ColumnSpec] = {
     "workstation": ColumnSpec("workstation", "workstation", 14, 8, 45),
     "status": ColumnSpec("status", "status", 10, 10, 60),
     "substatus": ColumnSpec("substatus", "substatus", 10, 10, 58),
-    "granted_access": ColumnSpec("granted_access", "access", 8, 6, 70),
+    "granted_access": ColumnSpec("granted_access", "access", 8, 8, 70),  # 0x1fffff whole
     "object_name": ColumnSpec("object_name", "object", 28, 12, 60),
     "command_line": ColumnSpec("command_line", "command line", 40, 16, 62),
     "target_image": ColumnSpec("target_image", "target", 16, 8, 66),
@@ -124,6 +124,8 @@ KNOWN_COLUMNS = sorted(set(DERIVED) | set(EVENT_COLUMN_NAMES))
 HEX_COLUMNS = frozenset({"granted_access", "status", "substatus", "subject_logon_id", "target_logon_id",
                          "linked_logon_id"})
 _BASENAME_COLUMNS = {"target_image", "parent_image"}
+# Paths whose end says what they are (…\System32\lsass.exe): cut at the start, not the end.
+_PATH_COLUMNS = {"object_name", "process_image"}
 
 
 def spec(name: str) -> ColumnSpec:
@@ -187,6 +189,8 @@ def fit_cell(text: str, column: str, width: int) -> str:
         # the end that tells them apart.
         head = (width - 1) // 2
         return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    if column in _PATH_COLUMNS and cell_len(text) > width >= 2 and text.isprintable() and text.isascii():
+        return "…" + text[len(text) - (width - 1):]
     return fit(text, width)
 
 
@@ -225,6 +229,7 @@ class Placed:
 GUTTER = 2  # mark glyph + space
 
 
+OWN_VIEW_SUMMARY_MINIMUM = 16  # the summary's minimum in a view with its own columns (layout())
 BOOST_PRIORITY = 75  # a view's own columns (a preset's user, source IP, …): above the channel, below the host
 FRAME_COLUMNS = frozenset({"time", "host", "channel", "event_id", "summary"})  # every view's; never boosted
 
@@ -270,7 +275,15 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
         return []
     avail = max(10, width - GUTTER)
     flex = next((s for s in specs if s.flex), specs[-1])
+    if boost & {s.name for s in specs} and flex.flex:
+        # A view that chose its columns (the LSASS preset's process, target and access) reads them
+        # first; its summary mostly repeats them, so it gives way further.
+        flex = replace(flex, minimum=min(flex.minimum, OWN_VIEW_SUMMARY_MINIMUM))
+        specs = [flex if s.name == flex.name else s for s in specs]
     ranked = sorted(specs, key=lambda s: -s.priority)  # stable: equal priorities keep their order
+    own = [s for s in specs if s.name in boost and not s.flex]
+    first_own = own[0].name if own else None
+    second_own = own[1].minimum + 1 if len(own) > 1 else 0
     widths: dict[str, int] = {}
     used = 0  # every column but the flexible one is followed by a one-cell gap
 
@@ -279,6 +292,12 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
 
     for s in ranked:
         want = min(flex.pref, avail) if s is flex else s.minimum
+        if (s.name == first_own and s is not flex
+                and used - widths.get(flex.name, 0) + flex.minimum + cost(s, s.pref) + second_own <= avail):
+            # The view's first own column is what it was chosen for (the LSASS view's process):
+            # readable whole when it fits beside the summary's minimum and the next own column's
+            # (the failed logons keep their source IP). The others take their minimum and grow.
+            want = s.pref
         if used + cost(s, want) <= avail:
             widths[s.name] = want
         elif s is flex:
@@ -309,6 +328,17 @@ def layout(columns: list[str], width: int, prefs: dict[str, int] | None = None,
         growing = [s for s in growing if widths[s.name] < s.pref]
     if flex.name in widths:
         widths[flex.name] += max(0, avail - used)
+        # The view's own columns then grow toward their preferred widths out of the summary's
+        # share above its minimum, a cell each in turn: a process column of 8 cells (`Outflan…`)
+        # says less than the summary's last words.
+        growing = [s for s in ranked if s.name in boost and s is not flex and s.name in widths and widths[s.name] < s.pref]
+        while growing and widths[flex.name] > flex.minimum:
+            for s in growing:
+                if widths[flex.name] <= flex.minimum:
+                    break
+                widths[s.name] += 1
+                widths[flex.name] -= 1
+            growing = [s for s in growing if widths[s.name] < s.pref]
     placed: list[Placed] = []
     x = GUTTER
     for s in specs:
