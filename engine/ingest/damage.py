@@ -24,9 +24,10 @@ class Damage:
     skipped: int = 0
     problems: list[Problem] = field(default_factory=list)
 
-    def add(self, where: str | None, message: str, count: int = 1) -> None:
+    def add(self, where: str | None, message: str, count: int = 1, *, always: bool = False) -> None:
+        """`count` records were skipped there (a lost part of a file counts the records it held)."""
         self.skipped += count
-        self.note(where, message)
+        self.note(where, message, always=always)
 
     def note(self, where: str | None, message: str, *, always: bool = False) -> None:
         """Record a problem that lost nothing (a repaired byte, say); `always` keeps it past MAX_KEPT

@@ -7,8 +7,10 @@ normaliser.
 
 from __future__ import annotations
 
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,15 @@ Batch = tuple[list[int], list[int | None], list[str]]  # seq, EventRecordID, doc
 
 # A file that yields nothing but errors this many times in a row is not going to recover.
 MAX_CONSECUTIVE_ERRORS = 10_000
+
+HEADER_BYTES = 4096
+CHUNK_BYTES = 65536
+CHUNK_MAGIC = b"ElfChnk\x00"
+RECORD_MAGIC = b"\x2a\x2a\x00\x00"
+# Where a chunk's records start: after its 128-byte header, 64 string and 32 template offsets.
+CHUNK_RECORDS_START = 0x200
+# The smallest record: its 24-byte header and the size copy at its end (the Rust parser refuses less).
+MIN_RECORD_BYTES = 28
 
 
 def read_evtx_rust(path: Path, damage: Damage, batch_size: int) -> Iterator[Batch]:
@@ -132,6 +143,107 @@ def read_evtx_python(path: Path, damage: Damage, batch_size: int) -> Iterator[Ba
         log.__exit__(None, None, None)
     if docs:
         yield seqs, ids, docs
+
+
+@dataclass(frozen=True)
+class CutChunk:
+    """The last chunk of a file that ends inside it (a copy cut short): its bytes up to the cut
+    and the record ids its header says it holds (None when the header is cut or implausible)."""
+
+    number: int
+    data: bytes
+    first_id: int | None
+    last_id: int | None
+
+    @property
+    def ids(self) -> range:
+        if self.first_id is None or self.last_id is None:
+            return range(0)
+        return range(self.first_id, self.last_id + 1)
+
+
+def cut_chunk(path: Path) -> CutChunk | None:
+    """The chunk the file ends inside, or None when it ends on a chunk boundary."""
+    size = path.stat().st_size
+    tail = (size - HEADER_BYTES) % CHUNK_BYTES if size > HEADER_BYTES else 0
+    if not tail:
+        return None
+    with open(path, "rb") as f:
+        f.seek(size - tail)
+        data = f.read(tail)
+    first = last = None
+    if data.startswith(CHUNK_MAGIC) and len(data) >= 40:
+        # The header's first and last event record identifiers (offsets 24 and 32); 8 and 16 are
+        # the record numbers, equal to them in every log seen.
+        first, last = struct.unpack_from("<QQ", data, 24)
+        if not 0 < first <= last or last - first >= CHUNK_BYTES // MIN_RECORD_BYTES:
+            first = last = None
+    return CutChunk((size - tail - HEADER_BYTES) // CHUNK_BYTES, data, first, last)
+
+
+def read_cut_chunk(cut: CutChunk, damage: Damage, have: set[int], first_seq: int) -> Iterator[Batch]:
+    """The whole records of a chunk cut short, which the Rust parser refuses as a chunk (python-evtx
+    skips it too): each is read on its own with python-evtx, the chunk's string and template
+    tables preceding it. Records in `have` (already read) are left out. What cannot be recovered is
+    counted from the record ids in the chunk header, and said."""
+    import Evtx.BinaryParser
+    import Evtx.Evtx as pyevtx
+
+    Evtx.BinaryParser.parse_filetime = _exact_filetime
+    where = f"chunk {cut.number}"
+    cut_at = f"the file ends {len(cut.data):,} bytes into chunk {cut.number} (it was cut short)"
+    if not cut.data.startswith(CHUNK_MAGIC):
+        if cut.data.strip(b"\x00"):
+            damage.note(where, f"{cut_at} and the chunk has no chunk header: any records in it are lost",
+                        always=True)
+        return
+    seqs: list[int] = []
+    ids: list[int | None] = []
+    docs: list[str] = []
+    failed: set[int] = set()
+    recovered = 0
+    if len(cut.data) >= CHUNK_RECORDS_START:
+        # Zeros after the cut: no record reaches into them (each is checked whole below), and
+        # python-evtx reads the chunk from a full-size buffer.
+        buf = cut.data + bytes(CHUNK_BYTES - len(cut.data))
+        chunk = pyevtx.ChunkHeader(buf, 0)
+        free = struct.unpack_from("<I", buf, 48)[0]  # where the chunk's free space starts
+        end = min(len(cut.data), free) if CHUNK_RECORDS_START < free <= CHUNK_BYTES else len(cut.data)
+        offset = CHUNK_RECORDS_START
+        while offset + 24 <= end and buf[offset:offset + 4] == RECORD_MAGIC:
+            size, rec_id = struct.unpack_from("<IQ", buf, offset + 4)
+            if size < MIN_RECORD_BYTES or offset + size > end:
+                break  # the record the cut goes through
+            if struct.unpack_from("<I", buf, offset + size - 4)[0] != size:
+                break  # not a record whose length is what it says: nothing after it can be trusted
+            if rec_id not in have:
+                try:
+                    doc = xml_to_evtx_json(pyevtx.Record(buf, offset, chunk).xml())
+                except Exception as exc:  # python-evtx raises assorted types on damaged data
+                    failed.add(rec_id)
+                    damage.add(f"record {rec_id}", f"damaged EVTX record of the cut chunk {cut.number} "
+                                                   f"skipped: {exc}")
+                else:
+                    seqs.append(first_seq + len(seqs))
+                    ids.append(rec_id)
+                    docs.append(doc)
+                    recovered += 1
+            have.add(rec_id)
+            offset += size
+    if docs:
+        yield seqs, ids, docs
+    if cut.first_id is None:
+        damage.note(where, f"{cut_at}; {recovered:,} whole records before the cut were recovered, and its header "
+                           "does not say how many it held: any records after them are lost", always=True)
+        return
+    lost = sum(1 for i in cut.ids if i not in have and i not in failed)  # failed ones are counted already
+    recovered_text = f"{recovered:,} whole records before the cut were recovered"
+    if lost:
+        damage.add(where, f"{lost:,} record{'s' if lost > 1 else ''} of the cut chunk lost: {cut_at}, and its "
+                          f"header lists records "
+                          f"{cut.first_id}–{cut.last_id}; {recovered_text}", count=lost, always=True)
+    else:
+        damage.note(where, f"{cut_at}; {recovered_text} and none of its records is lost", always=True)
 
 
 def _local(tag: str) -> str:

@@ -11,15 +11,90 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .damage import Damage
 
 CHUNK_BYTES = 16 << 20
+# How far past junk at its start (a text header, stray bytes) a file is searched for its first
+# document: a file with none there is not an event log, rather than thousands of malformed lines.
+LOOKAHEAD_BYTES = 1 << 16
+LOOKAHEAD_LINES = 100
+
+
+@dataclass
+class Start:
+    """Where the documents of a JSON file begin, within its first LOOKAHEAD_BYTES."""
+
+    offset: int  # byte offset of the line the first document starts on
+    line: int  # that line's number
+    lines: bool  # one document per line (else pretty-printed documents or arrays)
+    junk: list[tuple[int, bytes]] = field(default_factory=list)  # non-blank lines before it
+
+
+def find_start(head: bytes, complete: bool) -> Start | None:
+    """The first document of a file whose first LOOKAHEAD_BYTES (BOM removed) are `head`
+    (`complete`: the whole file). Junk lines before it are returned to be reported; None when no
+    line of the look-ahead starts a document."""
+    stripped = head.lstrip(b" \t\r\n")
+    begin = head.rfind(b"\n", 0, len(head) - len(stripped)) + 1
+    first_line = head.count(b"\n", 0, begin) + 1
+    if stripped.startswith(b"{"):
+        # As always: JSON lines when the first line parses, else documents (a broken first one is
+        # skipped by the document reader, which finds the next at the same indent).
+        return Start(begin, first_line, _is_object(stripped.split(b"\n", 1)[0].strip()))
+    if stripped.startswith(b"[") and _starts_document(head, begin, complete):
+        return Start(begin, first_line, False)
+    junk: list[tuple[int, bytes]] = []
+    pos, line_no = 0, 1
+    while pos < len(head) and line_no <= LOOKAHEAD_LINES:
+        newline = head.find(b"\n", pos)
+        end = len(head) if newline < 0 else newline
+        body = head[pos:end].strip()
+        partial = newline < 0 and not complete  # the look-ahead ends inside this line
+        if body.startswith(b"{") and not partial and _is_object(body):
+            return Start(pos, line_no, True, junk)
+        if body[:1] in (b"{", b"[") and _starts_document(head, pos, complete):
+            return Start(pos, line_no, body.startswith(b"{") and partial, junk)
+        if body:
+            junk.append((line_no, head[pos:end]))
+        pos, line_no = end + 1, line_no + 1
+    return None
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _starts_document(head: bytes, pos: int, complete: bool) -> bool:
+    """Whether an array of objects, or an object, starts at `pos`: the array's first non-blank
+    character opens an object or closes it (the array reader skips a broken element alone), and
+    the object parses, or is cut only by the end of the look-ahead."""
+    text = head[pos:].decode("utf-8", errors="replace")
+    at = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text.startswith("[", at):
+        at = _WS.match(text, at + 1).end()  # type: ignore[union-attr]
+        return text[at:at + 1] in ("{", "]")
+    if not text.startswith("{", at):
+        return False
+    try:
+        json.JSONDecoder().raw_decode(text, at)
+    except json.JSONDecodeError as exc:
+        cut = exc.pos >= len(text.rstrip()) - 8 or exc.msg.startswith("Unterminated string")
+        return cut and not complete
+    except RecursionError:
+        return False
+    return True
+
 
 
 def read_json_lines(stream: IO[bytes], damage: Damage, first_line: int = 1) -> Iterator[pa.Table]:
@@ -83,10 +158,11 @@ def _decode(line: bytes, line_no: int, damage: Damage) -> str:
 _WS = re.compile(r"\s*")
 
 
-def read_json_documents(text: str, damage: Damage, batch_size: int) -> Iterator[pa.Table]:
+def read_json_documents(text: str, damage: Damage, batch_size: int, first_line: int = 1) -> Iterator[pa.Table]:
     """Documents of JSON arrays, or of concatenated (pretty-printed) JSON values, or both: several
-    arrays appended to one file (`>>`) are read one after the other."""
-    line_starts = _line_starts(text)
+    arrays appended to one file (`>>`) are read one after the other. `text` starts at the file's
+    line `first_line`."""
+    line_starts = [0] * (first_line - 1) + _line_starts(text)
     first_seq = 0
     decoder = json.JSONDecoder()
     pos = _WS.match(text, 0).end()  # type: ignore[union-attr]

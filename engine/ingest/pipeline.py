@@ -28,8 +28,8 @@ import pyarrow as pa
 from ..case import Case
 from ..schema import EVENT_COLUMN_NAMES
 from .damage import Damage, Problem
-from .evtx_reader import read_evtx_python, read_evtx_rust
-from .json_reader import read_json_documents, read_json_lines
+from .evtx_reader import cut_chunk, read_cut_chunk, read_evtx_python, read_evtx_rust
+from .json_reader import LOOKAHEAD_BYTES, find_start, read_json_documents, read_json_lines
 from .normalise import SHAPE_SELECTS, canonical_ip, classify_sql, evtx_sql, normalise_sql, unwrap_hits_sql
 from .sources import (
     DIRECTORY_UNREADABLE,
@@ -45,8 +45,6 @@ from .sources import (
 )
 
 Parser = Literal["evtx", "python-evtx"]
-EVTX_HEADER_BYTES = 4096
-EVTX_CHUNK_BYTES = 65536
 BATCH_ROWS = 50_000
 # Normalise once this much document text is waiting: bounds memory whatever the record size.
 BATCH_BYTES = 48 << 20
@@ -251,46 +249,58 @@ def _keep_unread(case: Case, paths: Iterable[str | os.PathLike[str]], report: In
 def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
     path = f.evidence.path
     if f.kind == "evtx":
+        def table(seqs: list[int], ids: list[int | None], docs: list[str]) -> pa.Table:
+            return pa.table({
+                "seq": pa.array(seqs, pa.int64()),
+                "rec_id": pa.array(ids, pa.int64()),
+                "line": pa.nulls(len(seqs), pa.int64()),
+                "doc": pa.array(docs, pa.string()),
+            })
+
         reader = read_evtx_rust if f.parser == "evtx" else read_evtx_python
         with evtx_on_disk(path) as (on_disk, gzip_problem):
             if gzip_problem:
                 f.damage.note(None, gzip_problem)
             size = on_disk.stat().st_size
-            if size > EVTX_HEADER_BYTES and (size - EVTX_HEADER_BYTES) % EVTX_CHUNK_BYTES:
+            cut = cut_chunk(on_disk)
+            if cut is not None:
                 f.damage.note(None, f"the file ends inside a chunk ({size:,} bytes is not a 4 KiB header and whole "
                                     "64 KiB chunks): it was cut short, and records of its last chunk may be lost")
+            # The cut chunk's record ids the parser gave itself, so that its recovery repeats none.
+            have: set[int] = set()
+            next_seq = 0
             for seqs, ids, docs in reader(on_disk, f.damage, batch_rows):
-                yield pa.table({
-                    "seq": pa.array(seqs, pa.int64()),
-                    "rec_id": pa.array(ids, pa.int64()),
-                    "line": pa.nulls(len(seqs), pa.int64()),
-                    "doc": pa.array(docs, pa.string()),
-                })
+                if cut is not None:
+                    have.update(i for i in ids if i is not None and i in cut.ids)
+                next_seq = seqs[-1] + 1 if seqs else next_seq
+                yield table(seqs, ids, docs)
+            if cut is not None:
+                for seqs, ids, docs in read_cut_chunk(cut, f.damage, have, next_seq):
+                    yield table(seqs, ids, docs)
         return
     with open_evidence(path) as stream:
-        head = stream.read(1 << 16)
+        head = stream.read(LOOKAHEAD_BYTES)
+        complete = len(head) < LOOKAHEAD_BYTES
         # A UTF-8 byte order mark is not part of the first document.
         head = head.removeprefix(b"\xef\xbb\xbf")
-        stripped = head.lstrip(b" \t\r\n")
-        first_line = stripped.split(b"\n", 1)[0].strip()
-        if stripped.startswith(b"{") and _is_json(first_line):
-            yield from read_json_lines(Prepended(head, stream), f.damage)  # type: ignore[arg-type]
+        start = find_start(head, complete)
+        if start is None:
+            # No line of the look-ahead starts a JSON document: a text file, not thousands of bad lines.
+            f.damage.note(None, f"not a recognised event log ({describe_head(f.head)})")
         else:
-            text = (head + stream.read()).decode("utf-8", errors="replace")
-            yield from read_json_documents(text, f.damage, batch_rows)
+            for line_no, junk in start.junk:
+                what = "malformed JSON" if junk.lstrip()[:1] in (b"{", b"[") else "not JSON"
+                f.damage.add(str(line_no), f"{what} before the first document (line {start.line}); line skipped: "
+                                           f"{junk[:60]!r}{'…' if len(junk) > 60 else ''}")
+            rest = head[start.offset:]
+            if start.lines:
+                yield from read_json_lines(Prepended(rest, stream), f.damage, start.line)  # type: ignore[arg-type]
+            else:
+                text = (rest + stream.read()).decode("utf-8", errors="replace")
+                yield from read_json_documents(text, f.damage, batch_rows, start.line)
         problem = getattr(stream, "problem", None)
         if problem:
             f.damage.note(None, problem)
-
-
-def _is_json(line: bytes) -> bool:
-    import orjson
-
-    try:
-        orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 _Item = tuple[str, _File | None, pa.Table | None]

@@ -249,6 +249,10 @@ def kind_of(head: bytes) -> str:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"{", b"["):
         return "json"
+    # Junk before the first document (a text header, stray bytes): a later line that starts like
+    # JSON makes it a candidate, which the reader confirms by parsing, or reports as unrecognised.
+    if any(line.lstrip(b" \t")[:1] in (b"{", b"[") for line in text.split(b"\n")[1:]):
+        return "json"
     return "unknown"
 
 
