@@ -118,7 +118,7 @@ class Case:
                     on_wait(busy)
                     told = True
                 time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
-        self.con.execute("SET TimeZone = 'UTC'")
+        self._session(self.con)
         self.read_only = read_only
 
     def reopen(self, *, read_only: bool, wait: float = 0.0) -> None:
@@ -206,8 +206,14 @@ class Case:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
-        cur.execute("SET TimeZone = 'UTC'")
+        self._session(cur)
         return cur
+
+    @staticmethod
+    def _session(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws its own progress bar on long queries, over the CLI's and the TUI's.
+        con.execute("SET enable_progress_bar = false")
 
     def close(self) -> None:
         self.con.close()

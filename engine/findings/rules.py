@@ -49,7 +49,10 @@ RULE_KEYS: dict[str, tuple[type | tuple[type, ...], bool, str]] = {
     "reason": (str, True, "explanation template: {count} {host} {user} {first} {last} {column} {column|filter}"),
     "allow": (dict, False, "{column = [glob, …]}: hits to leave out"),
     "enabled": (bool, False, "false switches the rule off"),
+    "scope": (str, False, "host|case: whether a finding depends on one host's events only (the default when "
+                          "group_by has host), so that adding another host's logs leaves it alone"),
 }
+SCOPES = ("host", "case")
 
 
 class RuleError(ValueError):
@@ -76,6 +79,9 @@ class Rule:
     min_distinct: tuple[tuple[str, int], ...] = ()
     allow: tuple[tuple[str, tuple[str, ...]], ...] = ()
     enabled: bool = True
+    # "host": each finding reads one host's events, so an ingest recomputes it for the hosts its new
+    # events are on only (store.update); "case": it reads across hosts (a spray, a case-wide count).
+    scope: str = "host"
     author: str = ""  # a Sigma rule's author
     # A Sigma rule (engine.findings.sigma): its logsource and condition as SQL over the case; its
     # hits come from the one pass over each logsource that all its rules share.
@@ -206,6 +212,11 @@ def _rule(raw: dict[str, Any], path: Path, text: str, line: int) -> Rule:
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise RuleError(f"{where}: rule {rid}: allow.{key} must be a list of strings (globs)")
         allow.append((key, tuple(values)))
+    group_by = tuple(raw.get("group_by", ["host"]))
+    scope = raw.get("scope", "host" if "host" in group_by else "case")
+    if scope not in SCOPES:
+        raise RuleError(f"{path}:{_line_of(text, 'scope', line)}: rule {rid}: scope {scope!r} is not one of "
+                        f"{', '.join(SCOPES)}")
     needs = []
     for item in raw.get("needs", []):
         channel, _, eid = str(item).rpartition(":")
@@ -216,7 +227,7 @@ def _rule(raw: dict[str, Any], path: Path, text: str, line: int) -> Rule:
         id=rid, title=raw["title"], severity=raw["severity"], reason=raw["reason"], source=str(path),
         attack=tuple(raw.get("attack", [])), description=raw.get("description", ""),
         references=tuple(raw.get("references", [])), needs=tuple(needs), filter=raw.get("filter"),
-        fields=tuple(raw.get("fields", [])), sql=raw.get("sql"), group_by=tuple(raw.get("group_by", ["host"])),
+        fields=tuple(raw.get("fields", [])), sql=raw.get("sql"), group_by=group_by, scope=scope,
         window=window, min_count=int(raw.get("min_count", 1)),
         min_distinct=tuple(sorted(raw.get("min_distinct", {}).items())), allow=tuple(allow),
         enabled=bool(raw.get("enabled", True)))

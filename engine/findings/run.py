@@ -183,8 +183,11 @@ def explain(rule: Rule, finding: dict[str, Any], values: dict[str, Any]) -> str:
     return _PLACE.sub(fill, rule.reason)
 
 
-def run_all(cur: Cursor, rules: list[Rule]) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
-    """Every rule's findings, the rules that failed (with why) and the seconds each took."""
+def run_all(cur: Cursor, rules: list[Rule], *, hosts: list[str] | None = None
+            ) -> tuple[list[dict[str, Any]], list[str], dict[str, float]]:
+    """Every rule's findings, the rules that failed (with why) and the seconds each took. `hosts`:
+    the caller shows this cursor those hosts' events only (store.only_hosts); Sigma's worker
+    cursors are told the same."""
     _verdicts(cur, rules)
     found: list[dict[str, Any]] = []
     failed: list[str] = []
@@ -194,7 +197,7 @@ def run_all(cur: Cursor, rules: list[Rule]) -> tuple[list[dict[str, Any]], list[
         from .sigma import prepare
 
         t0 = time.perf_counter()
-        bad = prepare(cur, sigma)
+        bad = prepare(cur, sigma, hosts=hosts)
         seconds["sigma: one pass per logsource"] = time.perf_counter() - t0
         failed += bad
         # A Sigma rule without hits makes no finding: not grouped (most of a big rule set).

@@ -511,12 +511,13 @@ HITS_DDL = """CREATE OR REPLACE TEMP TABLE sigma_hits (rule VARCHAR, eid BIGINT,
     "user" VARCHAR, logon_id UBIGINT)"""
 
 
-def prepare(cur: Any, rules: list[Rule], *, workers: int = 2) -> list[str]:
+def prepare(cur: Any, rules: list[Rule], *, workers: int = 2, hosts: list[str] | None = None) -> list[str]:
     """`sigma_hits` (rule, eid, ts, host, user, logon_id) for the Sigma rules given: one pass over
     each logsource's events evaluates all of its rules' conditions at once. A batch that fails is
     run rule by rule, so a rule whose SQL fails fails alone. Logsources are shared out to `workers`
     threads, each on its own cursor (a logsource's events are few rows: one query of it keeps one
-    core busy). Returns the failures."""
+    core busy). With `hosts`, only the events of those hosts are read (store.only_hosts, on each
+    worker's cursor: a temp view is its connection's own). Returns the failures."""
     cur.execute(HITS_DDL)
     # Two passes at once, each holding a range of events and its value combinations, need more
     # than the case's default limit on a large case; the limit is raised for the passes only.
@@ -524,7 +525,7 @@ def prepare(cur: Any, rules: list[Rule], *, workers: int = 2) -> list[str]:
     if _bytes(before) < _bytes(SIGMA_MEMORY):
         cur.execute(f"SET memory_limit = '{SIGMA_MEMORY}'")
     try:
-        return _prepare(cur, rules, workers)
+        return _prepare(cur, rules, workers, hosts)
     finally:
         cur.execute(f"SET memory_limit = '{before}'")
 
@@ -558,9 +559,12 @@ def passes(rules: list[Rule]) -> dict[str, list[Rule]]:
     return by_source
 
 
-def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
+def _prepare(cur: Any, rules: list[Rule], workers: int, hosts: list[str] | None) -> list[str]:
+    import contextlib
     import queue
     import threading
+
+    from .store import only_hosts
 
     by_source = passes(rules)
     todo: queue.Queue[tuple[str, list[Rule]] | list[tuple[str, list[Rule]]]] = queue.Queue()
@@ -584,15 +588,16 @@ def _prepare(cur: Any, rules: list[Rule], workers: int) -> list[str]:
         mine = cur.cursor()  # its own connection: its own temp tables
         try:
             mine.execute(HITS_DDL)
-            while True:
-                try:
-                    item = todo.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, list):
-                    failed.extend(_shared_pass(mine, item))
-                else:
-                    failed.extend(_source_pass(mine, *item))
+            with only_hosts(mine, hosts) if hosts is not None else contextlib.nullcontext():
+                while True:
+                    try:
+                        item = todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(item, list):
+                        failed.extend(_shared_pass(mine, item))
+                    else:
+                        failed.extend(_source_pass(mine, *item))
             parts.append(mine.sql("SELECT * FROM sigma_hits").to_arrow_table())
         except BaseException as exc:  # reaches the caller below
             errors.append(exc)
