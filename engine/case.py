@@ -67,14 +67,20 @@ def _busy(path: Path, exc: duckdb.Error, read_only: bool) -> CaseBusy | None:
     return CaseBusy(path, int(found.group(1)), writing)
 
 
+# DuckDB's memory limit for a case: what it caches and sorts in before spilling to disk. Work that
+# needs more (the Sigma passes) raises it for its own duration, unless the user chose a limit.
+DEFAULT_MEMORY_LIMIT = "512MB"
+
+
 class Case:
     """A case file. One connection, owned here; every worker thread takes its own `cursor()`."""
 
     def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
-                 memory_limit: str = "512MB", threads: int | None = None, wait: float = 0.0,
+                 memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None, wait: float = 0.0,
                  on_wait: Callable[[CaseBusy], None] | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.memory_limit = memory_limit
         # An older case opened read-only is read as it is; opened read-write once, it is upgraded.
         self.outdated = False
         if read_only and not self.path.exists():

@@ -58,6 +58,28 @@ def test_ingest_reports_what_it_stored_and_what_it_skipped(tmp_path: Path, capsy
     assert "1 file(s) ingested, 0 already in case, 1 skipped; 2 events stored" in out + err
 
 
+def test_ingest_takes_a_memory_limit_and_refuses_one_too_small_to_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import Case
+
+    seen: list[str] = []
+    real = Case.__init__
+
+    def spy(self: Case, *a: Any, **k: Any) -> None:
+        real(self, *a, **k)
+        seen.append(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    monkeypatch.setattr(Case, "__init__", spy)
+    good = write_jsonl(tmp_path / "a.jsonl", _events()[:2])
+    code, _, err = run(capsys, "ingest", str(tmp_path / "case.duckdb"), str(good), "--quiet", "--memory-limit", "200MB")
+    assert code == 0, err
+    assert seen == ["190.7 MiB"]  # 200 MB as DuckDB shows it
+    for bad, why in (("64MB", "at least 128MB"), ("lots", "a size like")):
+        code, _, err = run(capsys, "ingest", str(tmp_path / "other.duckdb"), str(good), "--memory-limit", bad)
+        assert code == 2 and why in err and "Traceback" not in err
+    assert not (tmp_path / "other.duckdb").exists()
+
+
 def test_ingesting_again_says_already_in_case(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "ingest", str(case), str(tmp_path / "events.jsonl"), "--quiet")
     assert code == 0

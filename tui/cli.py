@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dedupe", action="store_true",
                    help="store every event even when the same file or event is already in the case")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--memory-limit", metavar="SIZE", default=None,
+                   help="DuckDB's memory limit for the ingest (e.g. 256MB, 2GB; default 512MB, raised to 2GB "
+                        "for Sigma passes unless given): past it, work spills to the temp directory")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="when another process has the case open (the TUI, another ingest), wait up to "
                         "SECONDS for it to close it instead of stopping at once")
@@ -218,16 +221,41 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"ashiato: waiting for {busy.holder} to release {args.case}…", file=sys.stderr)
 
     try:
-        case = Case(args.case, wait=args.wait, on_wait=waiting)
+        options = {"memory_limit": _memory_limit(args.memory_limit)} if args.memory_limit else {}
+        case = Case(args.case, wait=args.wait, on_wait=waiting, **options)
     except CaseBusy as exc:
         raise _UserError(f"{exc} (or ingest with --wait SECONDS to wait for it)") from exc
     except CaseError as exc:
         raise _UserError(str(exc)) from exc
+    import duckdb
+
     with case:
-        report = _run_ingest(case, args.paths, parser=args.parser, dedupe=not args.no_dedupe,
-                             quiet=args.quiet, ingest=ingest)
+        try:
+            report = _run_ingest(case, args.paths, parser=args.parser, dedupe=not args.no_dedupe,
+                                 quiet=args.quiet, ingest=ingest)
+        except duckdb.OutOfMemoryException as exc:
+            raise _UserError(f"{args.case}: the ingest ran out of memory at a limit of {case.memory_limit} "
+                             f"({str(exc).splitlines()[0]}); the files committed before it are kept: run it again "
+                             "with a higher --memory-limit") from exc
     _print_ingest_report(report)
     return 2 if report.missing and not report.files else 0
+
+
+MIN_MEMORY_LIMIT_MB = 128  # below this the normalising of one batch does not fit (64MB failed on the corpus)
+
+
+def _memory_limit(text: str) -> str:
+    """A --memory-limit as DuckDB reads it (128MB, 1.5GB, 2GiB), refused below MIN_MEMORY_LIMIT_MB."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B\s*", text, re.I)
+    if not m:
+        raise _UserError(f"--memory-limit {text!r}: a size like 256MB or 2GB")
+    size = float(m.group(1)) * (1024.0 if m.group(3) else 1000.0) ** " KMGT".index(m.group(2).upper() or " ")
+    if size < MIN_MEMORY_LIMIT_MB * 1e6:
+        raise _UserError(f"--memory-limit {text}: at least {MIN_MEMORY_LIMIT_MB}MB (one batch of events is "
+                         "normalised in memory)")
+    return text.strip()
 
 
 def _run_ingest(case: Any, paths: list[str], *, parser: str, dedupe: bool, quiet: bool, ingest: Any) -> Any:

@@ -521,8 +521,12 @@ def prepare(cur: Any, rules: list[Rule], *, workers: int = 2, hosts: list[str] |
     cur.execute(HITS_DDL)
     # Two passes at once, each holding a range of events and its value combinations, need more
     # than the case's default limit on a large case; the limit is raised for the passes only.
+    from ..case import DEFAULT_MEMORY_LIMIT
+
     before = cur.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    if _bytes(before) < _bytes(SIGMA_MEMORY):
+    # Not past a limit the user set (`--memory-limit` on a small jump host): DuckDB spills instead.
+    chosen = abs(_bytes(before) - _bytes(DEFAULT_MEMORY_LIMIT)) > 0.01 * _bytes(DEFAULT_MEMORY_LIMIT)
+    if _bytes(before) < _bytes(SIGMA_MEMORY) and not chosen:
         cur.execute(f"SET memory_limit = '{SIGMA_MEMORY}'")
     try:
         return _prepare(cur, rules, workers, hosts)
