@@ -313,18 +313,22 @@ class Case:
                     FROM events {"WHERE pos IS NULL OR pos >= ?" if cut else ""}""",
                 [cut, cut] if cut else [cut],
             )
-            con.execute("UPDATE events SET pos = o.pos FROM _order o WHERE events.eid = o.eid")
-            con.execute("DROP TABLE _order")
+            # The rows are written once more in their new order with their positions, and the old
+            # ones deleted: no UPDATE first, whose undo copy of every row redone, held until the
+            # commit, ran a 1.7M-event ingest out of memory at the 512MB limit in the sort after it.
+            redone = con.sql("SELECT e.* REPLACE (o.pos AS pos) FROM events e JOIN _order o USING (eid)")
             if cut:
                 # Only the redone part is re-inserted, in order, so the table stays physically sorted.
-                con.execute("CREATE TEMP TABLE _tail AS SELECT * FROM events WHERE pos >= ?", [cut])
-                con.execute("DELETE FROM events WHERE pos >= ?", [cut])
-                con.execute("INSERT INTO events SELECT * FROM _tail ORDER BY pos")
-                con.execute("DROP TABLE _tail")
+                con.execute("CREATE TEMP TABLE _old AS SELECT rowid AS r FROM events WHERE pos IS NULL OR pos >= ?",
+                            [cut])
+                con.execute(f"INSERT INTO events SELECT * FROM ({redone.sql_query()}) ORDER BY pos")
+                con.execute("DELETE FROM events WHERE rowid IN (SELECT r FROM _old)")
+                con.execute("DROP TABLE _old")
             else:
-                con.execute("CREATE TABLE _events_sorted AS SELECT * FROM events ORDER BY pos")
+                con.execute(f"CREATE TABLE _events_sorted AS SELECT * FROM ({redone.sql_query()}) ORDER BY pos")
                 con.execute("DROP TABLE events")
                 con.execute("ALTER TABLE _events_sorted RENAME TO events")
+            con.execute("DROP TABLE _order")
 
     # -- small facts -----------------------------------------------------------------------------------
     def event_count(self) -> int:

@@ -211,8 +211,8 @@ def test_a_new_case_records_its_schema_version_and_starts_empty(tmp_path: Path) 
     # Opening it again (read-write) neither fails nor duplicates the meta rows.
     with Case(tmp_path / "case.duckdb") as case:
         keys = [r[0] for r in case.cursor().execute("SELECT key FROM meta ORDER BY key").fetchall()]
-        assert keys == ["case_id", "derived_version", "findings_digest", "findings_failed", "findings_seconds", "process_marks",
-                    "schema_version"]
+        assert keys == ["case_id", "derived_version", "findings_digest", "findings_failed", "findings_rules",
+                        "findings_seconds", "findings_sources", "process_marks", "schema_version"]
 
 
 def test_sessions_run_in_utc(tmp_path: Path) -> None:
