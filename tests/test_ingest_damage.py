@@ -1,8 +1,10 @@
-"""Damage at the edges of a file: junk before the first JSON document, an EVTX copy cut short.
+"""Damage in a file: junk before the first JSON document, an EVTX copy cut short, a damaged EVTX chunk
+in the middle of a file.
 
-Neither may lose the good events around it. Expected figures come from a plain reading of the raw
-bytes: python-evtx over the intact original (records whose bytes lie wholly before the cut), and
-line counts of the JSON written.
+None may lose the good events around it, and what is skipped is counted in records. Expected figures
+come from a plain reading of the raw bytes: python-evtx over the intact original (records whose bytes
+lie wholly before the cut, or clear of the damaged bytes), chunk headers read with struct, and line
+counts of the JSON written.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import functools
 import gzip
 import json
 import random
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +127,189 @@ def test_a_gzipped_truncated_evtx_is_recovered_like_the_plain_one(corpus: Path, 
     packed.write_bytes(gzip.compress(SMB_EVTX.read_bytes()[:HALF], mtime=0))
     result = ingest_into(tmp_path / "case.duckdb", [packed]).files[0]
     assert (result.records, result.skipped) == (24 * 107 + 47, 60)
+
+
+# -- a damaged chunk in the middle of an EVTX file ---------------------------------------------------
+@dataclass(frozen=True)
+class Expected:
+    """What a damaged EVTX file holds, read without the engine."""
+
+    yielded: int  # records the Rust parser yields
+    recovered: int  # records of a header's id range it does not yield, whole in the chunk and readable by python-evtx
+    lost: int  # records of a header's id range neither gives
+    damaged_headers: int  # chunks with bytes but no chunk signature, or ids that cannot be
+
+    @property
+    def stored(self) -> int:
+        return self.yielded + self.recovered
+
+    @property
+    def skipped(self) -> int:
+        return self.lost + self.damaged_headers
+
+
+@functools.cache
+def expected_from_raw(path: Path) -> Expected:
+    """The Rust parser's record ids; each whole 64 KiB chunk's header (signature, first and last
+    EventRecordID at offsets 24 and 32, free-space offset at 48) read with struct; and, for the ids
+    of a header's range the parser does not give, every 8-byte-aligned record signature of the used
+    part of the chunk whose size is copied at its end and whose XML python-evtx can render."""
+    import Evtx.Evtx as pyevtx
+    from evtx import PyEvtxParser
+
+    yielded: set[int] = set()
+    records = PyEvtxParser(str(path)).records_json()
+    while True:
+        try:
+            for r in records:
+                yielded.add(r["event_record_id"])
+            break
+        except RuntimeError:
+            continue
+    data = path.read_bytes()
+    recovered = lost = damaged = 0
+    for start in range(HEADER, len(data) - CHUNK + 1, CHUNK):
+        chunk = data[start:start + CHUNK]
+        if chunk[:8] != b"ElfChnk\x00":
+            damaged += any(chunk)
+            continue
+        first, last = struct.unpack_from("<QQ", chunk, 24)
+        if not 0 < first <= last < first + CHUNK // 28:
+            damaged += 1
+            continue
+        missing = set(range(first, last + 1)) - yielded
+        if not missing:
+            continue
+        free = struct.unpack_from("<I", chunk, 48)[0]
+        header = pyevtx.ChunkHeader(chunk, 0)
+        for off in range(0x200, free - 27, 8):
+            if chunk[off:off + 4] != b"**\x00\x00":
+                continue
+            size, rid = struct.unpack_from("<IQ", chunk, off + 4)
+            if rid in missing and 28 <= size <= free - off and struct.unpack_from("<I", chunk, off + size - 4)[0] == size:
+                try:
+                    pyevtx.Record(chunk, off, header).xml()
+                except Exception:
+                    continue
+                missing.discard(rid)
+                recovered += 1
+        lost += len(missing)
+    return Expected(len(yielded), recovered, lost, damaged)
+
+
+DAMAGED_CORPUS = {
+    "bad-chunk-magic": "evtx/omerbenamram-evtx/samples/sample_with_a_bad_chunk_magic.evtx",
+    "sysmon": "evtx/omerbenamram-evtx/samples/sysmon.evtx",
+    "rdpcorets-vss": "evtx/omerbenamram-evtx/samples/"
+                     "2-vss_0-Microsoft-Windows-RemoteDesktopServices-RdpCoreTS%4Operational.evtx",
+    "rcm-vss": "evtx/omerbenamram-evtx/samples/"
+               "2-vss_0-Microsoft-Windows-TerminalServices-RemoteConnectionManager%4Operational.evtx",
+    "zero-data-size-event": "evtx/omerbenamram-evtx/samples/sample-with-zero-data-size-event.evtx",
+}
+
+
+def skipped_in_sources(case_path: Path, path: Path) -> int:
+    with Case(case_path) as case:
+        return int(case.cursor().execute("SELECT skipped FROM sources WHERE path = ?", [str(path)]).fetchall()[0][0])
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("parser", ["evtx", "python-evtx"])
+@pytest.mark.parametrize("relpath", list(DAMAGED_CORPUS.values()), ids=list(DAMAGED_CORPUS))
+def test_a_damaged_corpus_evtx_counts_skipped_records_from_its_chunk_headers(
+        corpus: Path, tmp_path: Path, relpath: str, parser: str) -> None:
+    path = corpus / relpath
+    expected = expected_from_raw(path)
+    result = ingest_into(tmp_path / "case.duckdb", [path], parser=parser, dedupe=False).files[0]
+    assert (result.records, result.skipped) == (expected.stored, expected.skipped)
+    assert skipped_in_sources(tmp_path / "case.duckdb", path) == result.skipped
+    lines = [p for p in result.problems if " lost: the chunk header lists records " in p.message
+             or p.message.startswith("damaged header; how many records it held cannot be told")]
+    assert len(lines) == len([p for p in lines if ": chunk " in p.location])
+    assert sum(int(p.message.split(" ")[0].replace(",", "")) for p in lines if " lost: " in p.message) == expected.lost
+    assert len([p for p in lines if p.message.startswith("damaged header")]) == expected.damaged_headers
+
+
+def damage_copy(tmp_path: Path, at: int, junk: bytes) -> Path:
+    data = bytearray(SMB_EVTX.read_bytes())
+    data[at:at + len(junk)] = junk
+    path = tmp_path / "damaged.evtx"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def chunk_ids(chunk_no: int) -> tuple[int, int]:
+    start = HEADER + chunk_no * CHUNK
+    return struct.unpack_from("<QQ", SMB_EVTX.read_bytes(), start + 24)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("parser", ["evtx", "python-evtx"])
+@pytest.mark.parametrize(("record_index", "length"), [(50, 8), (50, 1500), (3, 24)],
+                         ids=["one-record-signature", "three-records-zeroed", "an-early-record-header"])
+def test_a_damaged_stretch_inside_a_mid_file_chunk_loses_only_the_records_it_touches(
+        corpus: Path, tmp_path: Path, parser: str, record_index: int, length: int) -> None:
+    records = records_of(SMB_EVTX)
+    chunk_no = 7
+    start = HEADER + chunk_no * CHUNK
+    in_chunk = [r for r in records if start <= r[0] < start + CHUNK]
+    at = in_chunk[record_index][0]
+    touched = {rid for off, size, rid in records if off < at + length and at < off + size}
+    path = damage_copy(tmp_path, at, bytes(length))
+    result = ingest_into(tmp_path / "case.duckdb", [path], parser=parser).files[0]
+    assert stored_record_ids(tmp_path / "case.duckdb") == sorted(rid for _, _, rid in records if rid not in touched)
+    assert (result.records, result.skipped) == (len(records) - len(touched), len(touched))
+    assert result.records + result.skipped == len(records)
+    first, last = chunk_ids(chunk_no)
+    said = [p for p in result.problems if p.location == f"{path}: chunk {chunk_no}"
+            and f"records {first}–{last}" in p.message]
+    assert len(said) == 1
+    assert said[0].message.startswith(f"{len(touched)} record{'s' if len(touched) > 1 else ''} lost")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("parser", ["evtx", "python-evtx"])
+def test_a_mid_file_chunk_whose_signature_is_damaged_is_read_record_by_record_and_counts_as_one(
+        corpus: Path, tmp_path: Path, parser: str) -> None:
+    records = records_of(SMB_EVTX)
+    path = damage_copy(tmp_path, HEADER + 7 * CHUNK, b"XXXXXXXX")
+    result = ingest_into(tmp_path / "case.duckdb", [path], parser=parser).files[0]
+    # Its records are intact: all of them come back, and the one skipped says the count is unknown.
+    assert stored_record_ids(tmp_path / "case.duckdb") == sorted(rid for _, _, rid in records)
+    assert (result.records, result.skipped) == (len(records), 1)
+    said = [str(p) for p in result.problems if p.message.startswith("damaged header")]
+    assert said == [f"{path}: chunk 7: damaged header; how many records it held cannot be told (counted as 1 "
+                    f"skipped); 107 whole records recovered with python-evtx"]
+
+
+@pytest.mark.corpus
+def test_a_mid_file_chunk_whose_whole_header_is_zeroed_counts_as_one_and_keeps_the_other_chunks(
+        corpus: Path, tmp_path: Path) -> None:
+    records = records_of(SMB_EVTX)
+    start = HEADER + 7 * CHUNK
+    path = damage_copy(tmp_path, start, bytes(0x200))
+    result = ingest_into(tmp_path / "case.duckdb", [path]).files[0]
+    others = sorted(rid for off, _, rid in records if not start <= off < start + CHUNK)
+    stored = stored_record_ids(tmp_path / "case.duckdb")
+    assert set(others) <= set(stored) and len(stored) == len(set(stored))
+    assert result.skipped == 1
+    assert any(str(p).startswith(f"{path}: chunk 7: damaged header; how many records it held cannot be told")
+               for p in result.problems)
+
+
+@pytest.mark.corpus
+def test_records_skipped_in_a_damaged_chunk_and_malformed_json_lines_add_up_in_the_report(
+        corpus: Path, tmp_path: Path) -> None:
+    records = records_of(SMB_EVTX)
+    in_chunk = [r for r in records if HEADER + 7 * CHUNK <= r[0] < HEADER + 8 * CHUNK]
+    evtx = damage_copy(tmp_path, in_chunk[50][0], bytes(8))
+    lines = write_jsonl(tmp_path / "export.jsonl", [logon(1), "{broken", logon(2)])
+    report = ingest_into(tmp_path / "case.duckdb", [evtx, lines])
+    assert [(f.records, f.skipped) for f in report.files] == [(len(records) - 1, 1), (2, 1)]
+    assert report.skipped == 2
+    with Case(tmp_path / "case.duckdb") as case:
+        assert sorted(case.cursor().execute("SELECT records, skipped FROM sources").fetchall()) == [
+            (2, 1), (len(records) - 1, 1)]
 
 
 # -- junk before the first JSON document ------------------------------------------------------------

@@ -1,15 +1,20 @@
-"""EVTX readers: records out as the Rust parser's JSON text, damage counted, never aborting a file.
+"""EVTX readers: records out as the Rust parser's JSON text, damage counted in records, never aborting a file.
 
 The default is the `evtx` package (Rust, fast). `python-evtx` (pure Python) is the fallback for
 platforms without that wheel; its XML is turned into the same JSON layout so both feed one
 normaliser.
+
+Whatever the parser skips is counted afterwards in records, chunk by chunk, from the record ids each
+chunk header lists (read_damaged_chunks, read_cut_chunk), and the whole records it skipped are read
+one by one with python-evtx; the parser's own errors are kept as notes, not counts.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .damage import Damage
+from .damage import MAX_KEPT, Damage
 
 Batch = tuple[list[int], list[int | None], list[str]]  # seq, EventRecordID, document
 
@@ -26,6 +31,7 @@ MAX_CONSECUTIVE_ERRORS = 10_000
 
 HEADER_BYTES = 4096
 CHUNK_BYTES = 65536
+FILE_MAGIC = b"ElfFile\x00"
 CHUNK_MAGIC = b"ElfChnk\x00"
 RECORD_MAGIC = b"\x2a\x2a\x00\x00"
 # Where a chunk's records start: after its 128-byte header, 64 string and 32 template offsets.
@@ -63,11 +69,12 @@ def read_evtx_rust(path: Path, damage: Damage, batch_size: int) -> Iterator[Batc
                     seqs, ids, docs = [], [], []
             break
         except (RuntimeError, OSError, ValueError) as exc:
-            # The Rust parser raises once per damaged record or chunk, then carries on after it.
+            # The Rust parser raises once per damaged record or chunk, then carries on after it. What
+            # it skipped is counted afterwards, in records, chunk by chunk (read_damaged_chunks).
             consecutive += 1
-            damage.add(_where(str(exc)), f"damaged EVTX data skipped: {exc}")
+            damage.note(_where(str(exc)), f"damaged EVTX data skipped: {exc}")
             if consecutive >= MAX_CONSECUTIVE_ERRORS:
-                damage.add(None, "giving up on the rest of the file after repeated errors")
+                damage.note(None, "the parser gave up on the rest of the file after repeated errors", always=True)
                 break
     if docs:
         yield seqs, ids, docs
@@ -119,18 +126,19 @@ def read_evtx_python(path: Path, damage: Damage, batch_size: int) -> Iterator[Ba
             try:
                 if not chunk.check_magic():
                     if chunk_no < declared:  # beyond them, a chunk never written is only zeros
-                        damage.add(f"chunk {chunk_no}", "damaged EVTX chunk skipped: bad chunk header magic")
+                        damage.note(f"chunk {chunk_no}", "damaged EVTX chunk skipped: bad chunk header magic")
                     continue
                 records = list(chunk.records())
             except Exception as exc:
-                damage.add(f"chunk {chunk_no}", f"damaged EVTX chunk skipped: {exc}")
+                damage.note(f"chunk {chunk_no}", f"damaged EVTX chunk skipped: {exc}")
                 continue
             for record in records:
                 try:
                     doc = xml_to_evtx_json(record.xml())
                     rec_id = record.record_num()
                 except Exception as exc:
-                    damage.add(f"chunk {chunk_no}", f"damaged EVTX record skipped: {exc}")
+                    # Counted afterwards with the rest of its chunk (read_damaged_chunks).
+                    damage.note(f"chunk {chunk_no}", f"damaged EVTX record skipped: {exc}")
                     continue
                 seqs.append(seq)
                 seq += 1
@@ -143,6 +151,79 @@ def read_evtx_python(path: Path, damage: Damage, batch_size: int) -> Iterator[Ba
         log.__exit__(None, None, None)
     if docs:
         yield seqs, ids, docs
+
+
+class RecordIds:
+    """The EventRecordIDs a file gave, kept as sorted runs of consecutive ids: a log's ids come
+    almost in order, so a few runs stand for millions of records. Ids added after the first question
+    (records recovered chunk by chunk) are kept apart in a set."""
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[int, int]] = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._frozen = False
+        self._later: set[int] = set()
+
+    def update(self, ids: Iterable[int | None]) -> None:
+        if self._frozen:
+            self._later.update(i for i in ids if i is not None and i not in self)
+            return
+        runs = self._runs
+        for i in ids:
+            if i is None:
+                continue
+            if runs and runs[-1][1] + 1 == i:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+
+    def add(self, rec_id: int) -> None:
+        self.update((rec_id,))
+
+    def _freeze(self) -> None:
+        if self._frozen:
+            return
+        self._frozen = True
+        for first, last in sorted(self._runs):
+            if self._ends and first <= self._ends[-1] + 1:
+                self._ends[-1] = max(self._ends[-1], last)
+            else:
+                self._starts.append(first)
+                self._ends.append(last)
+        self._runs = []
+
+    def __contains__(self, rec_id: int) -> bool:
+        self._freeze()
+        k = bisect.bisect_right(self._starts, rec_id) - 1
+        return (k >= 0 and rec_id <= self._ends[k]) or rec_id in self._later
+
+    def count(self, ids: range) -> int:
+        """How many of `ids` (consecutive) are held."""
+        self._freeze()
+        lo, hi = ids.start, ids.stop - 1
+        n = 0
+        k = bisect.bisect_left(self._ends, lo)
+        while k < len(self._starts) and self._starts[k] <= hi:
+            n += min(self._ends[k], hi) - max(self._starts[k], lo) + 1
+            k += 1
+        return n + sum(1 for i in self._later if lo <= i <= hi)
+
+
+def _header_ids(head: bytes) -> range | None:
+    """The EventRecordIDs a chunk header says its chunk holds (offsets 24 and 32; 8 and 16 are the
+    record numbers, equal to them in every log seen), or None when the header is missing, cut or
+    not plausible (a chunk of 64 KiB holds at most 64 KiB / 28 bytes records)."""
+    if not head.startswith(CHUNK_MAGIC) or len(head) < 40:
+        return None
+    first, last = struct.unpack_from("<QQ", head, 24)
+    if not 0 < first <= last or last - first >= CHUNK_BYTES // MIN_RECORD_BYTES:
+        return None
+    return range(first, last + 1)
+
+
+def _id_range(ids: range) -> str:
+    return f"{ids.start}–{ids.stop - 1}"
 
 
 @dataclass(frozen=True)
@@ -171,77 +252,171 @@ def cut_chunk(path: Path) -> CutChunk | None:
     with open(path, "rb") as f:
         f.seek(size - tail)
         data = f.read(tail)
-    first = last = None
-    if data.startswith(CHUNK_MAGIC) and len(data) >= 40:
-        # The header's first and last event record identifiers (offsets 24 and 32); 8 and 16 are
-        # the record numbers, equal to them in every log seen.
-        first, last = struct.unpack_from("<QQ", data, 24)
-        if not 0 < first <= last or last - first >= CHUNK_BYTES // MIN_RECORD_BYTES:
-            first = last = None
+    ids = _header_ids(data)
+    first, last = (ids.start, ids.stop - 1) if ids is not None else (None, None)
     return CutChunk((size - tail - HEADER_BYTES) // CHUNK_BYTES, data, first, last)
 
 
-def read_cut_chunk(cut: CutChunk, damage: Damage, have: set[int], first_seq: int) -> Iterator[Batch]:
-    """The whole records of a chunk cut short, which the Rust parser refuses as a chunk (python-evtx
-    skips it too): each is read on its own with python-evtx, the chunk's string and template
-    tables preceding it. Records in `have` (already read) are left out. What cannot be recovered is
-    counted from the record ids in the chunk header, and said."""
+def _whole_records(buf: bytes, end: int, *, resync: bool) -> Iterator[tuple[int, int]]:
+    """(offset, EventRecordID) of each whole record of a chunk from its first record up to `end`:
+    a record signature, a size that fits and the copy of that size at the record's end. With
+    `resync`, past bytes that are no such record (zeros, a damaged record, a stretch of another copy
+    of the chunk) the walk goes on at the next record signature, records being 8-byte aligned;
+    without, it stops there."""
+    offset = CHUNK_RECORDS_START
+    while offset + MIN_RECORD_BYTES <= end:
+        if buf[offset:offset + 4] == RECORD_MAGIC:
+            size, rec_id = struct.unpack_from("<IQ", buf, offset + 4)
+            if (size >= MIN_RECORD_BYTES and offset + size <= end
+                    and struct.unpack_from("<I", buf, offset + size - 4)[0] == size):
+                yield offset, rec_id
+                offset += size
+                continue
+        if not resync:
+            return
+        offset = buf.find(RECORD_MAGIC, offset + 1, end)
+        while offset > 0 and offset % 8:
+            offset = buf.find(RECORD_MAGIC, offset + 1, end)
+        if offset < 0:
+            return
+
+
+@dataclass
+class _Recovery:
+    """What python-evtx made of one chunk's records, read one by one."""
+
+    seqs: list[int]
+    ids: list[int | None]
+    docs: list[str]
+    failed: int = 0
+
+
+def _recover(number: int, data: bytes, wanted: range | None, have: RecordIds, damage: Damage,
+             first_seq: int) -> _Recovery:
+    """Read with python-evtx, each on its own (the chunk's string and template tables preceding it),
+    the whole records of chunk `number` that `have` lacks: with a plausible header, those in its id
+    range, past any damage; with a damaged one, those from its first record to the first damage.
+    What is read is added to `have`, so no record is given twice."""
     import Evtx.BinaryParser
     import Evtx.Evtx as pyevtx
 
     Evtx.BinaryParser.parse_filetime = _exact_filetime
+    out = _Recovery([], [], [])
+    if len(data) < CHUNK_RECORDS_START:
+        return out
+    # A short (cut) chunk is read from a full-size buffer: zeros after the cut, which no whole
+    # record reaches into.
+    buf = data + bytes(CHUNK_BYTES - len(data))
+    end = len(data)
+    if wanted is not None:
+        free = struct.unpack_from("<I", buf, 48)[0]  # where the chunk's free space starts
+        if CHUNK_RECORDS_START < free <= CHUNK_BYTES:
+            end = min(end, free)
+    chunk = pyevtx.ChunkHeader(buf, 0)
+    for offset, rec_id in _whole_records(buf, end, resync=wanted is not None):
+        if rec_id in have or (wanted is not None and rec_id not in wanted):
+            continue
+        try:
+            doc = xml_to_evtx_json(pyevtx.Record(buf, offset, chunk).xml())
+        except Exception as exc:  # python-evtx raises assorted types on damaged data
+            out.failed += 1
+            damage.note(f"record {rec_id}", f"damaged EVTX record of chunk {number} cannot be read: {exc}")
+            continue
+        out.seqs.append(first_seq + len(out.seqs))
+        out.ids.append(rec_id)
+        out.docs.append(doc)
+        have.add(rec_id)
+    return out
+
+
+def read_damaged_chunks(path: Path, damage: Damage, have: RecordIds, first_seq: int) -> Iterator[Batch]:
+    """After the parser has gone through the file, every whole chunk is checked against its header:
+    the ids it lists that the parser did not give are read record by record with python-evtx, and
+    those still missing are counted as skipped, one per record, in one line naming the chunk and
+    its id range. A chunk whose header is damaged (no signature over bytes that are not all zeros,
+    or ids that cannot be) cannot say how many records it held: it counts as 1 skipped, a lower
+    bound that keeps a damaged file from ever reading as complete, and its records from the first
+    one to the first damage are recovered. A chunk of zeros was never written and is passed over.
+    The chunk the file ends inside is left to read_cut_chunk."""
+    size = path.stat().st_size
+    listed = 0
+    unlisted_chunks = unlisted_lost = 0
+
+    def say(where: str, message: str, count: int) -> None:
+        nonlocal listed, unlisted_chunks, unlisted_lost
+        listed += 1
+        if listed <= MAX_KEPT:
+            damage.add(where, message, count, always=True)
+        else:
+            damage.add(where, message, count)
+            unlisted_chunks += 1
+            unlisted_lost += count
+
+    with open(path, "rb") as f:
+        if f.read(len(FILE_MAGIC)) != FILE_MAGIC:
+            return  # not read as EVTX at all: said when its header was refused
+        for number in range((size - HEADER_BYTES) // CHUNK_BYTES if size > HEADER_BYTES else 0):
+            f.seek(HEADER_BYTES + number * CHUNK_BYTES)
+            head = f.read(CHUNK_RECORDS_START)
+            ids = _header_ids(head)
+            if ids is not None and have.count(ids) == len(ids):
+                continue
+            data = head + f.read(CHUNK_BYTES - len(head))
+            if ids is None and not data.startswith(CHUNK_MAGIC) and not data.strip(b"\x00"):
+                continue
+            given = have.count(ids) if ids is not None else 0
+            got = _recover(number, data, ids, have, damage, first_seq)
+            first_seq += len(got.docs)
+            if got.docs:
+                yield got.seqs, got.ids, got.docs
+            where = f"chunk {number}"
+            recovered = (f"{len(got.docs):,} whole record{'s' if len(got.docs) != 1 else ''} recovered with "
+                         "python-evtx") + (f", {got.failed:,} unreadable" if got.failed else "")
+            if ids is None:
+                listed_ids = ""
+                if data.startswith(CHUNK_MAGIC):
+                    first, last = struct.unpack_from("<QQ", data, 24)
+                    listed_ids = f" (it lists records {first}–{last})"
+                say(where, f"damaged header{listed_ids}; how many records it held cannot be told (counted as 1 "
+                           f"skipped); {recovered}", 1)
+                continue
+            lost = len(ids) - have.count(ids)
+            if lost:
+                say(where, f"{lost:,} record{'s' if lost > 1 else ''} lost: the chunk header lists records "
+                           f"{_id_range(ids)}, the parser gave {given:,} of them; {recovered}", lost)
+            else:
+                damage.note(where, f"the chunk header lists records {_id_range(ids)}, the parser gave {given:,} of them; "
+                                   f"{recovered}, and none is lost")
+    if unlisted_chunks:
+        damage.note(None, f"{unlisted_chunks:,} more damaged chunks not listed here, "
+                          f"{unlisted_lost:,} records skipped in them", always=True)
+
+
+def read_cut_chunk(cut: CutChunk, damage: Damage, have: RecordIds, first_seq: int) -> Iterator[Batch]:
+    """The whole records of a chunk cut short, which the Rust parser refuses as a chunk (python-evtx
+    skips it too), read as read_damaged_chunks reads a damaged chunk. Records in `have` (already
+    read) are left out. What cannot be recovered is counted from the record ids in the chunk header,
+    and said; a cut chunk whose header cannot tell counts as 1, as a damaged header does."""
     where = f"chunk {cut.number}"
     cut_at = f"the file ends {len(cut.data):,} bytes into chunk {cut.number} (it was cut short)"
     if not cut.data.startswith(CHUNK_MAGIC):
         if cut.data.strip(b"\x00"):
-            damage.note(where, f"{cut_at} and the chunk has no chunk header: any records in it are lost",
-                        always=True)
+            damage.add(where, f"{cut_at} and the chunk has no chunk header: how many records it held cannot be "
+                              "told (counted as 1 skipped)", always=True)
         return
-    seqs: list[int] = []
-    ids: list[int | None] = []
-    docs: list[str] = []
-    failed: set[int] = set()
-    recovered = 0
-    if len(cut.data) >= CHUNK_RECORDS_START:
-        # Zeros after the cut: no record reaches into them (each is checked whole below), and
-        # python-evtx reads the chunk from a full-size buffer.
-        buf = cut.data + bytes(CHUNK_BYTES - len(cut.data))
-        chunk = pyevtx.ChunkHeader(buf, 0)
-        free = struct.unpack_from("<I", buf, 48)[0]  # where the chunk's free space starts
-        end = min(len(cut.data), free) if CHUNK_RECORDS_START < free <= CHUNK_BYTES else len(cut.data)
-        offset = CHUNK_RECORDS_START
-        while offset + 24 <= end and buf[offset:offset + 4] == RECORD_MAGIC:
-            size, rec_id = struct.unpack_from("<IQ", buf, offset + 4)
-            if size < MIN_RECORD_BYTES or offset + size > end:
-                break  # the record the cut goes through
-            if struct.unpack_from("<I", buf, offset + size - 4)[0] != size:
-                break  # not a record whose length is what it says: nothing after it can be trusted
-            if rec_id not in have:
-                try:
-                    doc = xml_to_evtx_json(pyevtx.Record(buf, offset, chunk).xml())
-                except Exception as exc:  # python-evtx raises assorted types on damaged data
-                    failed.add(rec_id)
-                    damage.add(f"record {rec_id}", f"damaged EVTX record of the cut chunk {cut.number} "
-                                                   f"skipped: {exc}")
-                else:
-                    seqs.append(first_seq + len(seqs))
-                    ids.append(rec_id)
-                    docs.append(doc)
-                    recovered += 1
-            have.add(rec_id)
-            offset += size
-    if docs:
-        yield seqs, ids, docs
-    if cut.first_id is None:
-        damage.note(where, f"{cut_at}; {recovered:,} whole records before the cut were recovered, and its header "
-                           "does not say how many it held: any records after them are lost", always=True)
+    ids = cut.ids if cut.first_id is not None else None
+    got = _recover(cut.number, cut.data, ids, have, damage, first_seq)
+    if got.docs:
+        yield got.seqs, got.ids, got.docs
+    recovered_text = f"{len(got.docs):,} whole records before the cut were recovered"
+    if ids is None:
+        damage.add(where, f"{cut_at}; {recovered_text}, and its header does not say how many it held: any "
+                          "records after them are lost (counted as 1 skipped)", always=True)
         return
-    lost = sum(1 for i in cut.ids if i not in have and i not in failed)  # failed ones are counted already
-    recovered_text = f"{recovered:,} whole records before the cut were recovered"
+    lost = len(ids) - have.count(ids)
     if lost:
         damage.add(where, f"{lost:,} record{'s' if lost > 1 else ''} of the cut chunk lost: {cut_at}, and its "
-                          f"header lists records "
-                          f"{cut.first_id}–{cut.last_id}; {recovered_text}", count=lost, always=True)
+                          f"header lists records {_id_range(ids)}; {recovered_text}", count=lost, always=True)
     else:
         damage.note(where, f"{cut_at}; {recovered_text} and none of its records is lost", always=True)
 

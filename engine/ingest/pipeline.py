@@ -266,13 +266,18 @@ def _read(f: _File, batch_rows: int) -> Iterator[pa.Table]:
             if cut is not None:
                 f.damage.note(None, f"the file ends inside a chunk ({size:,} bytes is not a 4 KiB header and whole "
                                     "64 KiB chunks): it was cut short, and records of its last chunk may be lost")
-            # The cut chunk's record ids the parser gave itself, so that its recovery repeats none.
-            have: set[int] = set()
+            # The record ids the parser gave: each chunk's header range is checked against them, so
+            # that what it skipped is counted in records and its recovery repeats none.
+            from .evtx_reader import RecordIds, read_damaged_chunks
+
+            have = RecordIds()
             next_seq = 0
             for seqs, ids, docs in reader(on_disk, f.damage, batch_rows):
-                if cut is not None:
-                    have.update(i for i in ids if i is not None and i in cut.ids)
+                have.update(ids)
                 next_seq = seqs[-1] + 1 if seqs else next_seq
+                yield table(seqs, ids, docs)
+            for seqs, ids, docs in read_damaged_chunks(on_disk, f.damage, have, next_seq):
+                next_seq = seqs[-1] + 1
                 yield table(seqs, ids, docs)
             if cut is not None:
                 for seqs, ids, docs in read_cut_chunk(cut, f.damage, have, next_seq):
