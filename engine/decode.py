@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 __all__ = [
     "EVENT_NAMES",
@@ -33,6 +33,7 @@ __all__ = [
     "WELL_KNOWN_LOGON_IDS",
     "WELL_KNOWN_RIDS",
     "WELL_KNOWN_SIDS",
+    "EncodedCommand",
     "access_mask",
     "channel_key",
     "decode_field",
@@ -47,6 +48,7 @@ __all__ = [
     "parse_hex",
     "parse_int",
     "percent_string",
+    "powershell_encoded_command",
     "privileges",
     "sid",
     "token_elevation",
@@ -807,3 +809,89 @@ def decode_field(
         )
         return access_mask(value, target=target) if eid in _OBJECT_ACCESS_EVENTS and is_process else None
     return _percent_list(value)
+
+
+# --------------------------------------------------------------------------------------------
+# PowerShell -EncodedCommand
+# --------------------------------------------------------------------------------------------
+
+# powershell.exe takes any prefix of -EncodedCommand ("-e", "-en", "-enc", …) and "-ec"; a switch
+# may start with "/" or a Unicode dash, as attackers write it to dodge naive matching.
+_ENCODED_SWITCH_RE: Final = re.compile(
+    r"(?<![\w-])([-/\u2013\u2014\u2015](?:ec|e(?:n(?:c(?:o(?:d(?:e(?:d(?:c(?:o(?:m(?:m(?:a(?:n(?:d)?)?)?)?)?)?)?)?)?)?)?)?)?))"
+    r"(?:\s+|:)[\"']?([A-Za-z0-9+/=]+)",
+    re.IGNORECASE,
+)
+_POWERSHELL_RE: Final = re.compile(r"powershell|pwsh", re.IGNORECASE)
+_MIN_ENCODED: Final = 8  # shorter arguments are never a command worth decoding
+_MAX_ENCODED: Final = 16 * 1024 * 1024
+
+
+class EncodedCommand(NamedTuple):
+    """A base64 ``-EncodedCommand`` argument found in a command line, and what it decodes to."""
+
+    switch: str  # as written: "-enc", "-EncodedCommand", "/e", …
+    encoded: str  # the base64 argument, as written
+    decoded: str | None  # the UTF-16LE command, or None when it does not decode
+    problem: str | None = None  # why it does not decode, or what was repaired ("padding added")
+
+
+_BASE64_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Each base64 letter is 6 bits, i.e. two octal digits: the whole argument becomes one octal number.
+_BASE64_TO_OCTAL: Final = str.maketrans({ch: f"{n:02o}" for n, ch in enumerate(_BASE64_ALPHABET)})
+_BASE64_RE: Final = re.compile(r"[A-Za-z0-9+/]*")
+
+
+def _decode_base64(text: str) -> tuple[bytes | None, str | None]:
+    """Lenient base64 (the standard library's ``base64`` without importing it): missing padding is
+    repaired; anything else is refused with the reason."""
+    body = text.rstrip("=")
+    if not _BASE64_RE.fullmatch(body):
+        return None, "not valid base64 (padding inside it)"
+    if len(body) % 4 == 1:
+        return None, f"not base64 ({len(body):,} characters cannot be a whole number of bytes)"
+    size = len(body) * 6 // 8
+    extra_bits = len(body) * 6 - size * 8
+    number = int(body.translate(_BASE64_TO_OCTAL), 8) >> extra_bits if body else 0
+    padded = len(body) + (-len(body) % 4)
+    return number.to_bytes(size, "big"), "padding repaired" if len(text) != padded else None
+
+
+def _looks_like_text(text: str) -> bool:
+    """A PowerShell command in UTF-16LE: mostly Latin code units, few controls or broken pairs.
+    8-bit text read as UTF-16LE gives CJK-looking pairs instead."""
+    if not text:
+        return False
+    latin = sum(1 for ch in text if ord(ch) < 0x250)
+    odd = sum(1 for ch in text if (ord(ch) < 0x20 and ch not in "\t\r\n") or ch == "\ufffd")
+    return latin * 2 >= len(text) and odd * 10 <= len(text)
+
+
+def powershell_encoded_command(value: object) -> EncodedCommand | None:
+    """The first ``-EncodedCommand`` (``-enc``, ``-e``, ``-ec``, any prefix) argument of a command line
+    or script, decoded from base64 UTF-16LE as PowerShell does, or ``None`` when there is none.
+
+    Bad input never raises: a bad argument gives ``decoded=None`` with the reason in ``problem``
+    (not base64, not UTF-16LE text); missing padding is repaired and said so. The bare ``-e`` is
+    only read where the text names PowerShell (``powershell``, ``pwsh``), as other tools use it too.
+    """
+    if not isinstance(value, str) or len(value) > _MAX_ENCODED:
+        return None
+    for match in _ENCODED_SWITCH_RE.finditer(value):
+        switch, encoded = match.group(1), match.group(2)
+        if len(encoded.rstrip("=")) < _MIN_ENCODED:
+            continue
+        if switch[1:].lower() == "e" and not _POWERSHELL_RE.search(value, 0, match.start()):
+            continue
+        data, problem = _decode_base64(encoded)
+        if data is None:
+            return EncodedCommand(switch, encoded, None, problem)
+        notes = [problem] if problem else []
+        if len(data) % 2:
+            data = data[:-1]
+            notes.append("odd byte dropped")
+        decoded = data.decode("utf-16-le", "replace")
+        if not _looks_like_text(decoded):
+            return EncodedCommand(switch, encoded, None, "base64, but not UTF-16LE text (PowerShell could not run it)")
+        return EncodedCommand(switch, encoded, decoded, ", ".join(notes) or None)
+    return None

@@ -82,6 +82,12 @@ def escape_lines(value: Any, limit: int | None = DETAIL_LIMIT, tab: str = "    "
     return lines
 
 
+def escape_line(text: str, tab: str = "    ") -> str:
+    """One piece of a line (no line break in it) escaped exactly as `escape_lines` escapes it; the
+    detail pane escapes each visible window of a long value with it, never the whole value."""
+    return _UNSAFE_MULTILINE.sub(_escape_char, text.replace("\t", tab))
+
+
 def fit(text: str, width: int) -> str:
     """Cut already-escaped text to `width` cells with an ellipsis, padding to exactly `width`."""
     from rich.cells import cell_len, set_cell_size
